@@ -1,0 +1,335 @@
+"""Applying steering vectors: the ``steer`` context manager and its position rules.
+
+Inside ``with steer(model, vec, coeff):`` every forward pass of ``model`` — a plain
+call, ``run_with_cache``, ``model.generate`` or Hugging Face ``generate`` on
+``model.original_model`` — gets ``coeff · vec`` added at ``vec.hook_name``.
+The hooks are removed on exit, also when the body raises (KeyboardInterrupt included).
+
+Positions:
+
+* ``"front"`` (the paper's alignment, default for per-position ActAdd vectors): vector
+  position ``j`` is added at the row's ``j``-th real token, counting from each row's
+  first non-padding token (so left-padded batches are aligned per row). It applies to
+  prompt tokens only: on cached decode steps (one new token whose position is past the
+  prompt) nothing is added, so cached and uncached generation agree.
+* ``"all"``: a single ``[d_model]`` direction is added at every real position, the
+  prompt and every generated token.
+
+Prompts shorter than the vector (front): by default (``short_prompt="truncate"``) only
+the vector's first ``n`` positions are added to an ``n``-token prompt, and a
+:class:`~steering.errors.SteeringWarning` says so; ``short_prompt="error"`` raises
+:class:`~steering.errors.PromptTooShortError` instead.
+
+Example:
+    >>> import torch, steering as st
+    >>> from steering.testing import tiny_model
+    >>> model = tiny_model()
+    >>> vec = st.actadd(model, "good", "bad", layer=1)
+    >>> tokens = model.to_tokens("hello there")
+    >>> with st.steer(model, vec, coeff=4.0):
+    ...     steered = model(tokens)
+    >>> bool((steered != model(tokens)).any())
+    True
+"""
+
+import math
+import threading
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, Iterator, Literal, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+from .errors import (
+    InvalidArgumentError,
+    InvalidCoefficientError,
+    PromptTooShortError,
+    SteeringWarning,
+)
+from .vectors import SteeringVector
+
+__all__ = ["steer", "Positions", "check_coeff", "active_hooks"]
+
+Positions = Literal["front", "all"]
+_POSITIONS = ("front", "all")
+_SHORT_RULES = ("truncate", "error")
+
+
+def check_coeff(coeff: Any) -> float:
+    """Validate a steering coefficient and return it as a float.
+
+    Example:
+        >>> check_coeff(5)
+        5.0
+        >>> check_coeff(float("inf"))
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidCoefficientError: coeff=inf is not a finite number; allowed: any finite float (typical ActAdd values: 1..20, negative to steer the other way). Fix: pass e.g. coeff=5.0.
+    """
+    if isinstance(coeff, Tensor) and coeff.numel() == 1:
+        coeff = coeff.item()
+    ok = isinstance(coeff, (int, float)) and not isinstance(coeff, bool) and math.isfinite(coeff)
+    if not ok:
+        raise InvalidCoefficientError(
+            f"coeff={coeff!r} is not a finite number; allowed: any finite float (typical ActAdd values: "
+            "1..20, negative to steer the other way). Fix: pass e.g. coeff=5.0."
+        )
+    return float(coeff)
+
+
+@dataclass
+class _CallContext:
+    """Where the tokens of the current forward call sit in their sequences."""
+
+    batch: int
+    seq: int
+    start: int  # absolute position of the chunk's first token (past length under a KV cache)
+    first_real: Int[Tensor, " batch"]  # absolute index of each row's first real token
+    real_mask: Optional[Int[Tensor, "batch seq"]]  # 1 for real tokens of this chunk, None = all real
+
+
+class _Tracker:
+    """Reads the attention mask / cache length of each forward call of the HF model."""
+
+    def __init__(self) -> None:
+        self.local = threading.local()
+
+    @property
+    def ctx(self) -> Optional[_CallContext]:
+        return getattr(self.local, "ctx", None)
+
+    def pre_hook(self, module: Any, args: tuple, kwargs: dict) -> None:
+        ids = kwargs.get("input_ids")
+        if ids is None and args:
+            ids = args[0]
+        if ids is None:
+            ids = kwargs.get("inputs_embeds")
+        if not isinstance(ids, Tensor) or ids.ndim < 2:
+            self.local.ctx = None
+            return
+        batch, seq = int(ids.shape[0]), int(ids.shape[1])
+        mask = kwargs.get("attention_mask")
+        past = kwargs.get("past_key_values")
+        if isinstance(mask, Tensor) and mask.ndim == 2 and mask.shape[0] == batch and mask.shape[1] >= seq:
+            start = int(mask.shape[1]) - seq
+            mask = mask.to(torch.long)
+            first_real = torch.argmax(mask, dim=1)  # first 1 in each row
+            real_mask = mask[:, start:]
+        else:
+            start = int(past.get_seq_length()) if past is not None and hasattr(past, "get_seq_length") else 0
+            first_real = torch.zeros(batch, dtype=torch.long)
+            real_mask = None
+        self.local.ctx = _CallContext(batch, seq, start, first_real, real_mask)
+
+    def post_hook(self, module: Any, args: tuple, kwargs: dict, output: Any) -> None:
+        self.local.ctx = None
+
+
+class _Steerer:
+    """The hook function: adds ``coeff · vector`` at the right positions."""
+
+    def __init__(
+        self,
+        vector: SteeringVector,
+        coeff: float,
+        positions: str,
+        short_prompt: str,
+        tracker: _Tracker,
+        prompt_lengths: Optional[Tensor],
+    ) -> None:
+        self.vector = vector
+        self.coeff = coeff
+        self.positions = positions
+        self.short_prompt = short_prompt
+        self.tracker = tracker
+        self.prompt_lengths = prompt_lengths  # real prompt length per row, set by generate()
+        self.last_lengths: Optional[Tensor] = None
+        self._cache: dict[tuple, Tensor] = {}
+        self.warned = False
+
+    def _scaled(self, like: Tensor) -> Tensor:
+        key = (like.device, like.dtype)
+        if key not in self._cache:
+            self._cache[key] = (self.coeff * self.vector.tensor.to(device=like.device, dtype=torch.float32)).to(
+                like.dtype
+            )
+        return self._cache[key]
+
+    def _context(self, resid: Tensor) -> _CallContext:
+        ctx = self.tracker.ctx
+        batch, seq = int(resid.shape[0]), int(resid.shape[1])
+        if ctx is None or ctx.batch != batch or ctx.seq != seq:
+            return _CallContext(batch, seq, 0, torch.zeros(batch, dtype=torch.long), None)
+        return ctx
+
+    def __call__(self, resid: Float[Tensor, "batch pos d_model"], hook: Any = None) -> Tensor:
+        if self.coeff == 0.0:
+            return resid
+        ctx = self._context(resid)
+        device = resid.device
+        vec = self._scaled(resid)
+        if self.positions == "all":
+            if ctx.real_mask is None:
+                return resid + vec
+            return resid + ctx.real_mask.to(device=device, dtype=resid.dtype).unsqueeze(-1) * vec
+        # front: vector position j = absolute position − row's first real token
+        n_vec = vec.shape[0]
+        abs_pos = ctx.start + torch.arange(ctx.seq, device=device)  # [seq]
+        j = abs_pos.unsqueeze(0) - ctx.first_real.to(device).unsqueeze(1)  # [batch, seq]
+        lengths = self._lengths(ctx, device)
+        if lengths is not None:
+            limit = torch.clamp(lengths, max=n_vec)  # [batch]
+            if bool((lengths < n_vec).any()) and ctx.start == 0:
+                self._short(int(lengths.min()), n_vec)
+        else:
+            limit = torch.full((ctx.batch,), n_vec, device=device)
+        valid = (j >= 0) & (j < limit.unsqueeze(1))  # [batch, seq]
+        if not bool(valid.any()):
+            return resid
+        add = vec[j.clamp(0, n_vec - 1)] * valid.unsqueeze(-1).to(resid.dtype)  # [batch, seq, d_model]
+        return resid + add
+
+    def _lengths(self, ctx: _CallContext, device: torch.device) -> Optional[Tensor]:
+        if self.prompt_lengths is not None and self.prompt_lengths.shape[0] == ctx.batch:
+            return self.prompt_lengths.to(device)
+        if ctx.start == 0:
+            if ctx.real_mask is None:
+                lengths = torch.full((ctx.batch,), ctx.seq, device=device)
+            else:
+                lengths = ctx.real_mask.sum(dim=1).to(device)
+            self.last_lengths = lengths
+            return lengths
+        return self.last_lengths.to(device) if self.last_lengths is not None else None
+
+    def _short(self, n_tokens: int, n_vec: int) -> None:
+        if self.short_prompt == "error":
+            raise PromptTooShortError(
+                f"a prompt has {n_tokens} tokens (BOS included) but the vector {self.vector.hook_name} has "
+                f"{n_vec} positions; allowed with short_prompt='error': prompts at least as long as the vector. "
+                "Fix: lengthen the prompt, use a shorter prompt pair, or short_prompt='truncate'."
+            )
+        if not self.warned:
+            self.warned = True
+            warnings.warn(
+                f"a prompt has {n_tokens} tokens (BOS included), fewer than the vector's {n_vec} positions: only "
+                f"its first {n_tokens} positions are added (short_prompt='truncate'). Pass short_prompt='error' "
+                "to make this an error.",
+                SteeringWarning,
+                stacklevel=2,
+            )
+
+
+def _hf_module(model: Any) -> Any:
+    return getattr(model, "original_model", model)
+
+
+def active_hooks(model: Any) -> int:
+    """Count forward hooks currently attached to ``model``'s hook points and HF module.
+
+    Useful to check that nothing leaked: it is 0 on a fresh model and after every
+    ``steer`` block.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> active_hooks(tiny_model())
+        0
+    """
+    count = sum(len(hp._forward_hooks) for hp in set(model.hook_dict.values()))
+    hf = _hf_module(model)
+    count += len(hf._forward_pre_hooks) + len(hf._forward_hooks)
+    return count
+
+
+@contextmanager
+def steer(
+    model: Any,
+    vector: Union[SteeringVector, Sequence[SteeringVector]],
+    coeff: float = 1.0,
+    *,
+    positions: Optional[Positions] = None,
+    short_prompt: Literal["truncate", "error"] = "truncate",
+    _prompt_lengths: Optional[Tensor] = None,
+) -> Iterator[None]:
+    """Add ``coeff · vector`` to the residual stream during every forward pass inside the block.
+
+    Args:
+        model: A ``TransformerBridge`` (see :func:`steering.load_model`).
+        vector: A :class:`SteeringVector`, or several (each at its own hook; all share ``coeff``).
+        coeff: The steering coefficient ``c`` (finite; 0 leaves the model untouched).
+        positions: ``"front"`` (paper alignment; default for per-position vectors) or
+            ``"all"`` (default for single directions). See the module docs.
+        short_prompt: What to do when a prompt is shorter than a front-aligned vector:
+            ``"truncate"`` (add the first positions only, with a warning) or ``"error"``.
+
+    Yields:
+        Nothing; use ``model`` as usual inside the block.
+
+    Raises:
+        InvalidCoefficientError: ``coeff`` is NaN/Inf or not a number.
+        VectorMismatchError: the vector was taken from another model, width, hook or weight mode.
+        InvalidVectorError: the vector holds NaN/Inf.
+        InvalidArgumentError: unknown ``positions``, or a per-position vector with ``"all"``.
+
+    Example:
+        >>> import torch, steering as st
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> vec = st.actadd(model, "a", "b", layer=0)
+        >>> with st.steer(model, vec, coeff=0.0):
+        ...     logits = model(model.to_tokens("abc"))
+        >>> torch.equal(logits, model(model.to_tokens("abc")))
+        True
+    """
+    vectors = [vector] if isinstance(vector, SteeringVector) else list(vector)
+    if not vectors or not all(isinstance(v, SteeringVector) for v in vectors):
+        raise InvalidArgumentError(
+            f"vector={vector!r} is not a SteeringVector; allowed: a SteeringVector or a list of them. "
+            "Fix: build one with st.actadd(model, pos, neg, layer)."
+        )
+    coeff = check_coeff(coeff)
+    if short_prompt not in _SHORT_RULES:
+        raise InvalidArgumentError(f"short_prompt={short_prompt!r}; allowed: 'truncate', 'error'.")
+    plan = []
+    for vec in vectors:
+        vec.check_finite()
+        vec.check_compatible(model)
+        pos = positions or ("all" if vec.is_direction else "front")
+        if pos not in _POSITIONS:
+            raise InvalidArgumentError(
+                f"positions={pos!r}; allowed: 'front' (the paper's alignment) or 'all'. Fix: pass one of those."
+            )
+        if pos == "all" and not vec.is_direction:
+            raise InvalidArgumentError(
+                f"positions='all' adds one direction everywhere, but the vector at {vec.hook_name} has "
+                f"{vec.n_pos} positions; allowed: a [d_model] direction. Fix: use vec.direction('sum') "
+                "(or 'mean'/'last'), or positions='front'."
+            )
+        if pos == "front" and vec.is_direction:
+            raise InvalidArgumentError(
+                f"positions='front' needs a per-position [pos, d_model] vector, but the vector at {vec.hook_name} "
+                "is a single direction; allowed: 'all' for directions. Fix: pass positions='all'."
+            )
+        plan.append((vec, pos))
+
+    tracker = _Tracker()
+    hf = _hf_module(model)
+    handles: list[tuple[Any, Any]] = []
+    torch_handles = []
+    try:
+        torch_handles.append(hf.register_forward_pre_hook(tracker.pre_hook, with_kwargs=True))
+        torch_handles.append(hf.register_forward_hook(tracker.post_hook, with_kwargs=True, always_call=True))
+        for vec, pos in plan:
+            fn = _Steerer(vec, coeff, pos, short_prompt, tracker, _prompt_lengths)
+            hook_point = model.hook_dict[vec.hook_name]
+            handles.append((hook_point, hook_point.add_hook(fn, dir="fwd")))
+        yield
+    finally:
+        for hook_point, handle in handles:
+            handle.hook.remove()
+            if handle in hook_point.fwd_hooks:
+                hook_point.fwd_hooks.remove(handle)
+        for h in torch_handles:
+            h.remove()

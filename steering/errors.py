@@ -1,0 +1,88 @@
+"""The exception family of steering-lens.
+
+Every error the toolkit raises on bad input is a :class:`SteeringError`. Each
+message names the offending value, what was allowed, and how to fix it, so a
+notebook user can act on it without reading the source.
+
+Example:
+    >>> import steering as st
+    >>> try:
+    ...     raise st.LayerOutOfRangeError("layer 40 is out of range for this model")
+    ... except st.SteeringError as err:
+    ...     print(type(err).__name__)
+    LayerOutOfRangeError
+"""
+
+__all__ = [
+    "SteeringError",
+    "UnknownModelError",
+    "ModelFetchError",
+    "LayerOutOfRangeError",
+    "UnknownHookError",
+    "VectorMismatchError",
+    "InvalidVectorError",
+    "EmptyPromptError",
+    "InvalidCoefficientError",
+    "ContextLengthError",
+    "InvalidArgumentError",
+    "PromptTooShortError",
+    "SteeringWarning",
+]
+
+
+class SteeringError(Exception):
+    """Base class of every error steering-lens raises on bad input."""
+
+
+class UnknownModelError(SteeringError, KeyError):
+    """A model name is neither built in, a local path, nor reachable on the hub."""
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelFetchError(SteeringError):
+    """Fetching or verifying a built-in model's files failed."""
+
+
+class LayerOutOfRangeError(SteeringError, IndexError):
+    """A layer index is outside ``0 .. n_layers - 1``."""
+
+
+class UnknownHookError(SteeringError, KeyError):
+    """A hook name is not one of the model's hook points."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class VectorMismatchError(SteeringError):
+    """A vector does not fit the model (or the other vector) it is used with."""
+
+
+class InvalidVectorError(SteeringError, ValueError):
+    """A vector holds NaN/Inf values or has an unusable shape."""
+
+
+class EmptyPromptError(SteeringError, ValueError):
+    """A prompt that must contain text is empty."""
+
+
+class InvalidCoefficientError(SteeringError, ValueError):
+    """A steering coefficient is not a finite number."""
+
+
+class ContextLengthError(SteeringError, ValueError):
+    """Prompts (plus generated tokens) do not fit in the model's context."""
+
+
+class InvalidArgumentError(SteeringError, ValueError):
+    """An option has a value outside its allowed set."""
+
+
+class PromptTooShortError(SteeringError, ValueError):
+    """A prompt has fewer tokens than a front-aligned vector has positions (with ``short_prompt="error"``)."""
+
+
+class SteeringWarning(UserWarning):
+    """A warning about a steering setting that works but may not do what you expect."""

@@ -1,0 +1,246 @@
+"""Batched, seeded text generation with (or without) steering.
+
+``generate`` runs Hugging Face ``generate`` on the bridged model (KV cache on,
+left padding, per-row front alignment handled by :func:`steering.steer`), so the
+TransformerLens hook points fire exactly as in a forward pass.
+
+Sampling defaults are the paper's: temperature 1, top-p 0.3 (Turner et al. also used
+a frequency penalty of 1 in their GPT-2-XL examples; pass ``freq_penalty=1.0`` for it).
+
+Example:
+    >>> import steering as st
+    >>> from steering.testing import tiny_model
+    >>> model = tiny_model()
+    >>> vec = st.actadd(model, "love", "hate", layer=1)
+    >>> texts = st.generate(model, ["ab", "xyz"], vec, coeff=3.0, max_new_tokens=5, n=2, seed=0)
+    >>> len(texts)  # prompt-major: ab, ab, xyz, xyz
+    4
+"""
+
+import math
+from typing import Any, Optional, Sequence, Union
+
+import torch
+from jaxtyping import Int
+from torch import Tensor
+
+from .apply import Positions, check_coeff, steer
+from .errors import ContextLengthError, EmptyPromptError, InvalidArgumentError
+from .extract import tokenize_prompt
+from .vectors import SteeringVector
+
+__all__ = ["generate", "left_pad"]
+
+
+def left_pad(
+    sequences: Sequence[Tensor], pad_id: int
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Left-pad 1-D token tensors into a batch; return ``(tokens, attention_mask)``.
+
+    Example:
+        >>> import torch
+        >>> toks, mask = left_pad([torch.tensor([1, 5]), torch.tensor([1, 6, 7])], pad_id=0)
+        >>> toks.tolist(), mask.tolist()
+        ([[0, 1, 5], [1, 6, 7]], [[0, 1, 1], [1, 1, 1]])
+    """
+    width = max(int(s.numel()) for s in sequences)
+    tokens = torch.full((len(sequences), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for i, seq in enumerate(sequences):
+        tokens[i, width - seq.numel():] = seq
+        mask[i, width - seq.numel():] = 1
+    return tokens, mask
+
+
+class _FrequencyPenalty:
+    """Subtract ``penalty × count`` from the logit of each token already generated (OpenAI-style)."""
+
+    def __init__(self, penalty: float, prompt_width: int) -> None:
+        self.penalty = penalty
+        self.prompt_width = prompt_width
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        generated = input_ids[:, self.prompt_width:]
+        if generated.shape[1] == 0:
+            return scores
+        counts = torch.zeros_like(scores).scatter_add_(
+            1, generated, torch.ones_like(generated, dtype=scores.dtype)
+        )
+        return scores - self.penalty * counts
+
+
+class _StepBar:
+    """A logits processor that only advances a progress bar (one tick per decode step)."""
+
+    def __init__(self, bar: Any) -> None:
+        self.bar = bar
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        self.bar.update(1)
+        return scores
+
+
+def _check_prompts(prompts: Union[str, Sequence[str]]) -> list[str]:
+    if isinstance(prompts, str):
+        prompts = [prompts]
+    if not isinstance(prompts, (list, tuple)) or not prompts:
+        raise InvalidArgumentError(
+            f"prompts={prompts!r}; allowed: a non-empty string or a non-empty list of strings. "
+            "Fix: pass e.g. ['I hate you because']."
+        )
+    out = []
+    for i, p in enumerate(prompts):
+        if not isinstance(p, str):
+            raise InvalidArgumentError(
+                f"prompts[{i}]={p!r} is a {type(p).__name__}; allowed: str. Fix: pass the prompt text."
+            )
+        if p == "":
+            raise EmptyPromptError(
+                f"prompts[{i}] is empty; allowed: a prompt with at least one character (the model needs "
+                "something to continue). Fix: pass text, e.g. 'I went up to my friend and said'."
+            )
+        out.append(p)
+    return out
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidArgumentError(f"{name}={value!r}; allowed: an integer ≥ 1. Fix: pass e.g. {name}=4.")
+    return value
+
+
+def generate(
+    model: Any,
+    prompts: Union[str, Sequence[str]],
+    vector: Optional[Union[SteeringVector, Sequence[SteeringVector]]] = None,
+    coeff: float = 1.0,
+    *,
+    max_new_tokens: int = 40,
+    n: int = 1,
+    seed: Optional[int] = 0,
+    do_sample: bool = True,
+    temperature: float = 1.0,
+    top_p: Optional[float] = 0.3,
+    top_k: Optional[int] = None,
+    freq_penalty: float = 0.0,
+    positions: Optional[Positions] = None,
+    short_prompt: str = "truncate",
+    stop_at_eos: bool = True,
+    batch_size: int = 64,
+    progress: Optional[bool] = None,
+) -> list[str]:
+    """Generate completions, steered by ``coeff · vector`` (or unsteered with ``vector=None``).
+
+    Args:
+        model: A ``TransformerBridge``.
+        prompts: One prompt or a list of prompts.
+        vector: A :class:`SteeringVector` (or a list of them), or ``None`` for no steering.
+        coeff: Steering coefficient.
+        max_new_tokens: Tokens to generate per completion.
+        n: Completions per prompt.
+        seed: Seed for sampling (the global RNG is left untouched); ``None`` for no seeding.
+        do_sample: ``False`` for greedy decoding.
+        temperature: Sampling temperature (paper: 1).
+        top_p: Nucleus sampling mass (paper: 0.3); ``None`` or 1 to disable.
+        top_k: Top-k filter; ``None`` to disable.
+        freq_penalty: OpenAI-style frequency penalty on generated tokens (paper: 1; default 0).
+        positions: Where to add, see :func:`steering.steer`.
+        short_prompt: Rule for prompts shorter than the vector, see :func:`steering.steer`.
+        stop_at_eos: Stop a row at the end-of-sequence token.
+        batch_size: Rows per forward batch (``len(prompts) × n`` rows in all).
+        progress: Show a progress bar; default: only for long runs.
+
+    Returns:
+        ``len(prompts) × n`` completions (generated text only, special tokens removed), in
+        prompt-major order: all samples of prompt 0, then of prompt 1, …
+
+    Raises:
+        EmptyPromptError: a prompt is the empty string.
+        InvalidCoefficientError: ``coeff`` is not finite.
+        ContextLengthError: a prompt plus ``max_new_tokens`` exceeds the model's context.
+        VectorMismatchError: the vector does not belong to this model.
+
+    Example:
+        >>> import steering as st
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> a = st.generate(model, "ab", None, max_new_tokens=4, n=3, seed=1)
+        >>> a == st.generate(model, "ab", None, max_new_tokens=4, n=3, seed=1)  # reproducible
+        True
+    """
+    from transformers import GenerationConfig, LogitsProcessorList
+
+    prompts = _check_prompts(prompts)
+    coeff = check_coeff(coeff)
+    max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
+    n = _positive_int("n", n)
+    batch_size = _positive_int("batch_size", batch_size)
+    if not (isinstance(temperature, (int, float)) and math.isfinite(temperature) and temperature > 0):
+        raise InvalidArgumentError(f"temperature={temperature!r}; allowed: a finite number > 0.")
+    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
+        raise InvalidArgumentError(f"top_p={top_p!r}; allowed: a number in (0, 1], or None.")
+    if not (isinstance(freq_penalty, (int, float)) and math.isfinite(freq_penalty)):
+        raise InvalidArgumentError(f"freq_penalty={freq_penalty!r}; allowed: a finite number.")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InvalidArgumentError(f"seed={seed!r}; allowed: an int or None.")
+
+    tok = model.tokenizer
+    encoded = [tokenize_prompt(model, p) for p in prompts]
+    n_ctx = int(model.cfg.n_ctx)
+    for p, ids in zip(prompts, encoded):
+        if ids.numel() + max_new_tokens > n_ctx:
+            raise ContextLengthError(
+                f"prompt {p[:40]!r}… has {ids.numel()} tokens; with max_new_tokens={max_new_tokens} that is "
+                f"{ids.numel() + max_new_tokens} > the model's context of {n_ctx}. Fix: shorten the prompt "
+                "or lower max_new_tokens."
+            )
+    rows = [ids for ids in encoded for _ in range(n)]  # prompt-major
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    eos_id = tok.eos_token_id if stop_at_eos else None
+    hf = getattr(model, "original_model", model)
+    device = next(hf.parameters()).device
+    config = GenerationConfig(
+        max_new_tokens=max_new_tokens,
+        min_new_tokens=0,
+        do_sample=do_sample,
+        temperature=float(temperature) if do_sample else None,
+        top_p=(float(top_p) if top_p is not None else None) if do_sample else None,
+        top_k=(int(top_k) if top_k else 0) if do_sample else None,
+        pad_token_id=pad_id,
+        eos_token_id=eos_id,
+        bos_token_id=tok.bos_token_id,
+    )
+    chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    total_steps = len(chunks) * max_new_tokens
+    show = progress if progress is not None else len(rows) * max_new_tokens >= 4096
+    from tqdm.auto import tqdm
+
+    completions: list[str] = []
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), tqdm(
+        total=total_steps, desc="generating", unit="tok", disable=not show, leave=False
+    ) as bar:
+        if seed is not None:
+            torch.manual_seed(seed)
+        for chunk in chunks:
+            tokens, mask = left_pad(chunk, pad_id)
+            processors = LogitsProcessorList([_StepBar(bar)])
+            if freq_penalty:
+                processors.insert(0, _FrequencyPenalty(float(freq_penalty), tokens.shape[1]))
+            lengths = mask.sum(dim=1)
+            kwargs = dict(
+                input_ids=tokens.to(device),
+                attention_mask=mask.to(device),
+                generation_config=config,
+                logits_processor=processors,
+            )
+            if vector is None:
+                out = hf.generate(**kwargs)
+            else:
+                with steer(
+                    model, vector, coeff, positions=positions, short_prompt=short_prompt, _prompt_lengths=lengths
+                ):
+                    out = hf.generate(**kwargs)
+            new = out[:, tokens.shape[1]:].cpu()
+            completions.extend(tok.batch_decode(new, skip_special_tokens=True))
+    return completions

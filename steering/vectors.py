@@ -1,0 +1,385 @@
+"""SteeringVector: a typed steering tensor plus the metadata needed to use it correctly.
+
+An ActAdd vector is per position (``Float[Tensor, "pos d_model"]``): the paper adds
+``c · (h+ − h−)`` to the first ``pos`` residual positions of the prompt. A single
+direction (``Float[Tensor, "d_model"]``) is also representable, e.g. for adding at
+every position. Vectors know the hook point they belong to and the model they came
+from, so applying one to the wrong model fails loudly.
+
+Example:
+    >>> import torch
+    >>> from steering import SteeringVector
+    >>> v = SteeringVector(torch.ones(3, 4), hook_name="blocks.1.hook_resid_pre", model_name="m")
+    >>> (2 * v - v).tensor.shape
+    torch.Size([3, 4])
+    >>> v.norm().tolist()
+    [2.0, 2.0, 2.0]
+"""
+
+import html
+import math
+from dataclasses import dataclass, field, replace
+from typing import Any, Optional, Union
+
+import einops
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .errors import InvalidArgumentError, InvalidVectorError, VectorMismatchError
+
+__all__ = ["SteeringVector"]
+
+_Scalar = Union[int, float]
+
+
+def _parse_hook_name(hook_name: str) -> tuple[Optional[int], str]:
+    parts = hook_name.split(".")
+    if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
+        return int(parts[1]), ".".join(parts[2:]).removeprefix("hook_")
+    return None, hook_name.removeprefix("hook_")
+
+
+@dataclass(eq=False)
+class SteeringVector:
+    """A steering tensor tied to one hook point of one model.
+
+    Attributes:
+        tensor: ``[pos, d_model]`` (per-position ActAdd vector, added at the front of the
+            prompt) or ``[d_model]`` (a single direction).
+        hook_name: Full hook-point name, e.g. ``"blocks.6.hook_resid_pre"``.
+        model_name: Name of the model the vector was taken from (``model.cfg.model_name``).
+        method: How the vector was made (``"actadd"``, ``"manual"``, ``"sum"`` …).
+        prompts: The prompts it came from, e.g. ``{"pos": "Love", "neg": "Hate"}``.
+        tokens: The string tokens of each prompt after padding (for display).
+        pad: The padding rule used to align the prompts (``"space"`` for the paper's rule).
+        weight_mode: ``"hf"`` (the bridge's unprocessed weights) or ``"compat"`` (weights
+            processed by ``enable_compatibility_mode``); a vector is only valid in its mode.
+        meta: Free-form extra metadata.
+
+    Example:
+        >>> import torch
+        >>> v = SteeringVector(torch.zeros(4), hook_name="blocks.0.hook_resid_pre")
+        >>> v.layer, v.hook, v.is_direction, v.d_model
+        (0, 'resid_pre', True, 4)
+    """
+
+    tensor: Union[Float[Tensor, "pos d_model"], Float[Tensor, " d_model"]]
+    hook_name: str
+    model_name: Optional[str] = None
+    method: str = "manual"
+    prompts: dict[str, Any] = field(default_factory=dict)
+    tokens: dict[str, list[str]] = field(default_factory=dict)
+    pad: Optional[str] = None
+    weight_mode: str = "hf"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.tensor, Tensor):
+            raise InvalidVectorError(
+                f"tensor must be a torch.Tensor, got {type(self.tensor).__name__}. "
+                "Fix: wrap it with torch.as_tensor(...)."
+            )
+        if self.tensor.ndim not in (1, 2) or self.tensor.numel() == 0:
+            raise InvalidVectorError(
+                f"tensor has shape {tuple(self.tensor.shape)}; allowed: [d_model] (a direction) or "
+                "[pos, d_model] (per-position ActAdd), non-empty. Fix: reshape it, e.g. with einops.rearrange."
+            )
+        if not self.tensor.is_floating_point():
+            raise InvalidVectorError(
+                f"tensor has dtype {self.tensor.dtype}; allowed: a floating dtype. Fix: call .float() on it."
+            )
+        self.check_finite()
+        if self.weight_mode not in ("hf", "compat"):
+            raise InvalidArgumentError(
+                f"weight_mode={self.weight_mode!r}; allowed: 'hf' or 'compat'."
+            )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def layer(self) -> Optional[int]:
+        """The block index in ``hook_name`` (``None`` for non-block hooks)."""
+        return _parse_hook_name(self.hook_name)[0]
+
+    @property
+    def hook(self) -> str:
+        """The short hook kind, e.g. ``"resid_pre"``."""
+        return _parse_hook_name(self.hook_name)[1]
+
+    @property
+    def d_model(self) -> int:
+        """Width of the residual stream the vector lives in."""
+        return int(self.tensor.shape[-1])
+
+    @property
+    def n_pos(self) -> Optional[int]:
+        """Number of positions of a per-position vector (``None`` for a direction)."""
+        return int(self.tensor.shape[0]) if self.tensor.ndim == 2 else None
+
+    @property
+    def is_direction(self) -> bool:
+        """True when the vector is a single ``[d_model]`` direction."""
+        return self.tensor.ndim == 1
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the tensor."""
+        return self.tensor.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Dtype of the tensor."""
+        return self.tensor.dtype
+
+    # ------------------------------------------------------------------ checks
+    def check_finite(self) -> "SteeringVector":
+        """Raise :class:`InvalidVectorError` when the tensor holds NaN or Inf; return self.
+
+        Example:
+            >>> import torch
+            >>> SteeringVector(torch.tensor([1.0, float("nan")]), hook_name="blocks.0.hook_resid_pre")
+            Traceback (most recent call last):
+            ...
+            steering.errors.InvalidVectorError: the vector at blocks.0.hook_resid_pre holds 1 NaN and 0 Inf value(s) (first at index (1,)); allowed: finite values only. Fix: rebuild it; NaN usually comes from a model run in half precision that overflowed, or from normalising a zero vector.
+        """
+        bad = ~torch.isfinite(self.tensor)
+        if bool(bad.any()):
+            n_nan = int(torch.isnan(self.tensor).sum())
+            n_inf = int(torch.isinf(self.tensor).sum())
+            first = tuple(int(i) for i in bad.nonzero()[0])
+            raise InvalidVectorError(
+                f"the vector at {self.hook_name} holds {n_nan} NaN and {n_inf} Inf value(s) (first at index "
+                f"{first}); allowed: finite values only. Fix: rebuild it; NaN usually comes from a model run "
+                "in half precision that overflowed, or from normalising a zero vector."
+            )
+        return self
+
+    def check_compatible(self, model: Any) -> None:
+        """Raise :class:`VectorMismatchError` unless the vector fits ``model``.
+
+        Checks ``d_model``, the model name (when both are known), the hook point and the
+        weight-processing mode.
+
+        Example:
+            >>> import torch
+            >>> from steering.testing import tiny_model
+            >>> m = tiny_model()
+            >>> SteeringVector(torch.zeros(64), hook_name="blocks.0.hook_resid_pre").check_compatible(m)
+        """
+        d_model = int(model.cfg.d_model)
+        if self.d_model != d_model:
+            raise VectorMismatchError(
+                f"the vector has d_model={self.d_model} but model {model.cfg.model_name!r} has d_model={d_model}; "
+                "allowed: vectors taken from this model. Fix: rebuild the vector on this model."
+            )
+        model_name = getattr(model.cfg, "model_name", None)
+        if self.model_name is not None and model_name is not None and self.model_name != model_name:
+            raise VectorMismatchError(
+                f"the vector comes from model {self.model_name!r} but is applied to {model_name!r}; "
+                "allowed: the model it was taken from. Fix: rebuild it on this model, or, if the two are the "
+                "same weights under another name, set vec.model_name = model.cfg.model_name."
+            )
+        if self.hook_name not in model.hook_dict:
+            raise VectorMismatchError(
+                f"the vector's hook {self.hook_name!r} is not a hook point of model {model_name!r}; allowed: "
+                "a name in model.hook_dict. Fix: rebuild the vector on this model."
+            )
+        mode = "compat" if getattr(model, "compatibility_mode", False) else "hf"
+        if mode != self.weight_mode:
+            raise VectorMismatchError(
+                f"the vector was taken with weight_mode={self.weight_mode!r} but the model runs in {mode!r} "
+                "(enable_compatibility_mode rewrites the weights and the residual values); allowed: the same "
+                "mode. Fix: rebuild the vector on the model as it is now."
+            )
+
+    # ------------------------------------------------------------------ algebra
+    def _combine_check(self, other: "SteeringVector", op: str) -> None:
+        if not isinstance(other, SteeringVector):
+            raise InvalidArgumentError(
+                f"cannot {op} a SteeringVector and a {type(other).__name__}; allowed: another SteeringVector "
+                "(or a number for *, /). Fix: wrap the tensor in SteeringVector(...)."
+            )
+        for attr in ("hook_name", "d_model", "weight_mode"):
+            a, b = getattr(self, attr), getattr(other, attr)
+            if a != b:
+                raise VectorMismatchError(
+                    f"cannot {op} vectors with different {attr}: {a!r} vs {b!r}; allowed: vectors at the "
+                    "same hook point of the same model. Fix: rebuild one of them at the other's hook."
+                )
+        if self.model_name and other.model_name and self.model_name != other.model_name:
+            raise VectorMismatchError(
+                f"cannot {op} vectors from different models: {self.model_name!r} vs {other.model_name!r}."
+            )
+        if self.is_direction != other.is_direction:
+            raise VectorMismatchError(
+                f"cannot {op} a per-position vector {tuple(self.tensor.shape if not self.is_direction else other.tensor.shape)} "
+                "and a single direction; allowed: two of the same kind. Fix: turn the per-position one into a "
+                "direction with .direction('sum'), or broadcast the direction yourself."
+            )
+
+    def _binary(self, other: "SteeringVector", sign: float, op: str) -> "SteeringVector":
+        self._combine_check(other, op)
+        a, b = self.tensor, other.tensor.to(self.tensor)
+        if not self.is_direction and a.shape[0] != b.shape[0]:
+            # The paper composes ActAdd vectors of different lengths at the front:
+            # the shorter one is zero beyond its end.
+            n = max(a.shape[0], b.shape[0])
+            a = torch.nn.functional.pad(a, (0, 0, 0, n - a.shape[0]))
+            b = torch.nn.functional.pad(b, (0, 0, 0, n - b.shape[0]))
+        return replace(
+            self,
+            tensor=a + sign * b,
+            method=f"({self.method} {'+' if sign > 0 else '-'} {other.method})",
+            prompts={"left": self.prompts, "right": other.prompts, "op": op},
+            tokens={},
+            model_name=self.model_name or other.model_name,
+        )
+
+    def __add__(self, other: "SteeringVector") -> "SteeringVector":
+        return self._binary(other, 1.0, "add")
+
+    def __sub__(self, other: "SteeringVector") -> "SteeringVector":
+        return self._binary(other, -1.0, "subtract")
+
+    def __mul__(self, scalar: _Scalar) -> "SteeringVector":
+        if isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not math.isfinite(scalar):
+            raise InvalidArgumentError(
+                f"cannot multiply a SteeringVector by {scalar!r}; allowed: a finite int or float. "
+                "Fix: pass a number (per-element scaling: build a new vector from vec.tensor)."
+            )
+        return replace(self, tensor=self.tensor * scalar)
+
+    __rmul__ = __mul__
+
+    def __truediv__(self, scalar: _Scalar) -> "SteeringVector":
+        if isinstance(scalar, (int, float)) and not isinstance(scalar, bool) and scalar == 0:
+            raise InvalidArgumentError("cannot divide a SteeringVector by 0; allowed: a finite non-zero number.")
+        return self * (1.0 / scalar) if isinstance(scalar, (int, float)) else self * scalar
+
+    def __neg__(self) -> "SteeringVector":
+        return replace(self, tensor=-self.tensor)
+
+    # ------------------------------------------------------------------ measures
+    def norm(self) -> Union[Float[Tensor, " pos"], Float[Tensor, ""]]:
+        """L2 norm: one per position for a per-position vector, a scalar for a direction.
+
+        Example:
+            >>> import torch
+            >>> SteeringVector(torch.tensor([3.0, 4.0]), hook_name="blocks.0.hook_resid_pre").norm().item()
+            5.0
+        """
+        return torch.linalg.vector_norm(self.tensor.float(), dim=-1)
+
+    def direction(self, reduce: str = "sum") -> "SteeringVector":
+        """Collapse a per-position vector into one ``[d_model]`` direction.
+
+        Args:
+            reduce: ``"sum"`` (the net addition over the front positions), ``"mean"``, or
+                ``"last"`` (the final position).
+
+        Example:
+            >>> import torch
+            >>> v = SteeringVector(torch.ones(3, 2), hook_name="blocks.0.hook_resid_pre")
+            >>> v.direction("sum").tensor.tolist()
+            [3.0, 3.0]
+        """
+        if self.is_direction:
+            return self
+        if reduce in ("sum", "mean"):
+            tensor = einops.reduce(self.tensor, "pos d_model -> d_model", reduce)
+        elif reduce == "last":
+            tensor = self.tensor[-1]
+        else:
+            raise InvalidArgumentError(
+                f"reduce={reduce!r}; allowed: 'sum', 'mean', 'last'. Fix: pass one of those."
+            )
+        return replace(self, tensor=tensor, meta={**self.meta, "reduced_from": f"{reduce} of {self.n_pos} positions"})
+
+    def cosine_similarity(self, other: "SteeringVector", reduce: str = "sum") -> float:
+        """Cosine similarity with another vector at the same hook.
+
+        Per-position vectors are first collapsed with :meth:`direction` (``reduce``),
+        so vectors of different lengths can be compared.
+
+        Example:
+            >>> import torch
+            >>> a = SteeringVector(torch.tensor([1.0, 0.0]), hook_name="blocks.0.hook_resid_pre")
+            >>> b = SteeringVector(torch.tensor([1.0, 1.0]), hook_name="blocks.0.hook_resid_pre")
+            >>> round(a.cosine_similarity(b), 4)
+            0.7071
+        """
+        if not isinstance(other, SteeringVector):
+            raise InvalidArgumentError(
+                f"cosine_similarity needs another SteeringVector, got {type(other).__name__}."
+            )
+        if self.d_model != other.d_model:
+            raise VectorMismatchError(
+                f"cannot compare vectors with d_model {self.d_model} and {other.d_model}; allowed: equal widths."
+            )
+        a = self.direction(reduce).tensor.float()
+        b = other.direction(reduce).tensor.float().to(a.device)
+        return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
+
+    # ------------------------------------------------------------------ moves
+    def to(self, *args: Any, **kwargs: Any) -> "SteeringVector":
+        """Move/cast the tensor like ``Tensor.to`` (device and/or dtype); metadata is kept.
+
+        Example:
+            >>> import torch
+            >>> v = SteeringVector(torch.zeros(2), hook_name="blocks.0.hook_resid_pre")
+            >>> v.to(torch.bfloat16).dtype
+            torch.bfloat16
+        """
+        return replace(self, tensor=self.tensor.to(*args, **kwargs))
+
+    def clone(self) -> "SteeringVector":
+        """A copy with its own tensor storage."""
+        return replace(self, tensor=self.tensor.clone(), prompts=dict(self.prompts), meta=dict(self.meta))
+
+    # ------------------------------------------------------------------ display
+    def _summary(self) -> str:
+        if self.method == "actadd" and "pos" in self.prompts:
+            return f"actadd {self.prompts['pos']!r} − {self.prompts['neg']!r}"
+        return self.method
+
+    def __repr__(self) -> str:
+        shape = "×".join(str(s) for s in self.tensor.shape)
+        norms = self.norm()
+        if norms.ndim == 0:
+            norm_txt = f"norm={float(norms):.3g}"
+        else:
+            shown = ", ".join(f"{float(n):.3g}" for n in norms[:8]) + (", …" if norms.numel() > 8 else "")
+            norm_txt = f"norms=[{shown}]"
+        return (
+            f"SteeringVector({self._summary()} @ {self.hook_name}, shape={shape}, {norm_txt}, "
+            f"model={self.model_name!r}, dtype={str(self.dtype).removeprefix('torch.')}, device={self.device})"
+        )
+
+    def _repr_html_(self) -> str:
+        esc = html.escape
+        rows = [
+            ("method", self._summary()),
+            ("hook", self.hook_name),
+            ("shape", " × ".join(str(s) for s in self.tensor.shape)),
+            ("model", str(self.model_name)),
+            ("padding", str(self.pad)),
+            ("weights", self.weight_mode),
+            ("dtype / device", f"{str(self.dtype).removeprefix('torch.')} / {self.device}"),
+        ]
+        table = "".join(f"<tr><th style='text-align:left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
+        pos_table = ""
+        if not self.is_direction:
+            norms = self.norm().tolist()
+            pos_tok = self.tokens.get("pos", [])
+            neg_tok = self.tokens.get("neg", [])
+            cells = []
+            for i, n in enumerate(norms):
+                p = esc(repr(pos_tok[i])) if i < len(pos_tok) else ""
+                q = esc(repr(neg_tok[i])) if i < len(neg_tok) else ""
+                cells.append(f"<tr><td>{i}</td><td>{p}</td><td>{q}</td><td>{n:.3g}</td></tr>")
+            pos_table = (
+                "<table><tr><th>pos</th><th>p+ token</th><th>p− token</th><th>‖v‖</th></tr>"
+                + "".join(cells)
+                + "</table>"
+            )
+        return f"<div><b>SteeringVector</b><table>{table}</table>{pos_table}</div>"
