@@ -126,6 +126,7 @@ def generate(
     positions: Optional[Positions] = None,
     short_prompt: str = "truncate",
     stop_at_eos: bool = True,
+    use_cache: bool = True,
     batch_size: int = 64,
     progress: Optional[bool] = None,
 ) -> list[str]:
@@ -147,6 +148,9 @@ def generate(
         positions: Where to add, see :func:`steering.steer`.
         short_prompt: Rule for prompts shorter than the vector, see :func:`steering.steer`.
         stop_at_eos: Stop a row at the end-of-sequence token.
+        use_cache: Use the KV cache (default). ``False`` recomputes the whole sequence each
+            step: slower, and identical in result (front steering is added to prompt tokens
+            only, either way).
         batch_size: Rows per forward batch (``len(prompts) × n`` rows in all).
         progress: Show a progress bar; default: only for long runs.
 
@@ -209,6 +213,7 @@ def generate(
         pad_token_id=pad_id,
         eos_token_id=eos_id,
         bos_token_id=tok.bos_token_id,
+        use_cache=bool(use_cache),
     )
     chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     total_steps = len(chunks) * max_new_tokens
