@@ -13,10 +13,14 @@ The public API is small and flat:
 ...     logits = model(model.to_tokens("I hate you"))
 >>> st.active_hooks(model)                                # nothing left attached
 0
+
+Heavy dependencies (torch, transformers, TransformerLens) are imported on first use
+of a name that needs them, so ``import steering`` and ``steer --help`` stay fast.
 """
 
-from .analysis import norm_profile
-from .apply import active_hooks, steer
+import importlib
+from typing import Any
+
 from .errors import (
     ContextLengthError,
     EmptyPromptError,
@@ -32,14 +36,25 @@ from .errors import (
     UnknownModelError,
     VectorMismatchError,
 )
-from .extract import actadd
-from .generate import generate
-from .hooks import hook_name
-from .models import BUILTIN_MODELS, cache_dir, fetch_model, load_model, model_info
-from .plots import norm_figure
-from .vectors import SteeringVector
 
 __version__ = "0.1.0"
+
+# public name -> module that defines it (imported lazily)
+_LAZY = {
+    "load_model": "models",
+    "fetch_model": "models",
+    "model_info": "models",
+    "cache_dir": "models",
+    "BUILTIN_MODELS": "models",
+    "SteeringVector": "vectors",
+    "actadd": "extract",
+    "hook_name": "hooks",
+    "steer": "apply",
+    "active_hooks": "apply",
+    "generate": "generate",
+    "norm_profile": "analysis",
+    "norm_figure": "plots",
+}
 
 __all__ = [
     # models
@@ -75,3 +90,16 @@ __all__ = [
     "SteeringWarning",
     "__version__",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'steering' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -23,6 +23,7 @@ Example:
     ['gemma3-270m', 'smollm2-135m']
 """
 
+import contextlib
 import hashlib
 import json
 import os
@@ -34,7 +35,7 @@ import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from .errors import ModelFetchError, UnknownModelError
 
@@ -322,6 +323,20 @@ def fetch_model(name: str, *, progress: bool = True, force: bool = False) -> Pat
     return final
 
 
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Hide transformers' per-tensor progress bar while reading a local cache (it takes ~1 s)."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def _default_device() -> str:
     import torch
 
@@ -401,8 +416,9 @@ def load_model(
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         path = fetch_model(name, progress=progress)
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+        with _quiet_transformers():
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
         return _boot(name, hf_model, tokenizer, device)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
