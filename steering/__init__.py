@@ -51,7 +51,7 @@ _LAZY = {
     "hook_name": "hooks",
     "steer": "apply",
     "active_hooks": "apply",
-    "generate": "generate",
+    "generate": "generation",
     "norm_profile": "analysis",
     "norm_figure": "plots",
 }

@@ -46,7 +46,7 @@ def norm_profile(model: Any, vector: SteeringVector, prompt: str, coeff: float =
         >>> from steering.testing import tiny_model
         >>> model = tiny_model()
         >>> vec = st.actadd(model, "ab", "", layer=0)
-        >>> st.norm_profile(model, vec, "hello", coeff=2.0)["position"].max()
+        >>> int(st.norm_profile(model, vec, "hello", coeff=2.0)["position"].max())
         5
     """
     import pandas as pd

@@ -247,7 +247,7 @@ def active_hooks(model: Any) -> int:
 def steer(
     model: Any,
     vector: Union[SteeringVector, Sequence[SteeringVector]],
-    coeff: float = 1.0,
+    coeff: Any = 1.0,
     *,
     positions: Optional[Positions] = None,
     short_prompt: Literal["truncate", "error"] = "truncate",

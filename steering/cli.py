@@ -80,7 +80,7 @@ def _cmd_fetch(args: argparse.Namespace) -> int:
 
 def _cmd_generate(args: argparse.Namespace) -> int:
     from .extract import actadd
-    from .generate import generate
+    from .generation import generate
     from .models import load_model
 
     model = load_model(args.model, device=args.device)

@@ -33,7 +33,7 @@ DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "topic": {"pos": " weddings", "neg": "", "layer": 10, "coeff": 10.0, "prompt": "I went up to my friend and said"},
     },
     "smollm2-135m": {
-        "sentiment": {"pos": "Love", "neg": "Hate", "layer": 6, "coeff": 5.0, "prompt": "I hate you because"},
+        "sentiment": {"pos": "Love", "neg": "Hate", "layer": 2, "coeff": 8.0, "prompt": "I hate you because"},
         "topic": {"pos": " weddings", "neg": "", "layer": 1, "coeff": 10.0, "prompt": "I went up to my friend and said"},
     },
 }
@@ -102,7 +102,7 @@ def run_demo(
     from .analysis import norm_profile
     from .cli import side_by_side
     from .extract import actadd
-    from .generate import generate
+    from .generation import generate
     from .models import load_model
     from .plots import norm_figure
 

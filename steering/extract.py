@@ -43,7 +43,7 @@ def tokenize_prompt(model: Any, prompt: str) -> Int[Tensor, " pos"]:
         raise InvalidArgumentError(
             f"prompt={prompt!r} is a {type(prompt).__name__}; allowed: str. Fix: pass the prompt text."
         )
-    tokens = model.to_tokens(prompt, prepend_bos=True)[0].cpu()
+    tokens = model.to_tokens(prompt, prepend_bos=True, truncate=False)[0].cpu()
     bos = model.tokenizer.bos_token_id
     if bos is not None and (tokens.numel() == 0 or int(tokens[0]) != bos):
         tokens = torch.cat([torch.tensor([bos]), tokens])

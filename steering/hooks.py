@@ -90,8 +90,11 @@ def hook_name(model: Any, layer: int, hook: str = "resid_pre") -> str:
                 f"'{'.'.join(parts[2:])}' or layer={parts[1]}."
             )
     else:
-        short = hook[len("hook_"):] if hook.startswith("hook_") else hook
-        full = f"blocks.{layer}.hook_{short}"
+        if "." in hook:  # a sub-module hook such as "attn.hook_pattern"
+            full = f"blocks.{layer}.{hook}"
+        else:
+            short = hook[len("hook_"):] if hook.startswith("hook_") else hook
+            full = f"blocks.{layer}.hook_{short}"
     hook_dict = model.hook_dict
     if full in hook_dict:
         return full

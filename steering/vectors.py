@@ -238,6 +238,11 @@ class SteeringVector:
     def __add__(self, other: "SteeringVector") -> "SteeringVector":
         return self._binary(other, 1.0, "add")
 
+    def __radd__(self, other: Any) -> "SteeringVector":
+        if isinstance(other, (int, float)) and not isinstance(other, bool) and other == 0:
+            return self  # lets sum(vectors) start from 0
+        return self._binary(other, 1.0, "add")
+
     def __sub__(self, other: "SteeringVector") -> "SteeringVector":
         return self._binary(other, -1.0, "subtract")
 
@@ -252,8 +257,10 @@ class SteeringVector:
     __rmul__ = __mul__
 
     def __truediv__(self, scalar: _Scalar) -> "SteeringVector":
-        if isinstance(scalar, (int, float)) and not isinstance(scalar, bool) and scalar == 0:
-            raise InvalidArgumentError("cannot divide a SteeringVector by 0; allowed: a finite non-zero number.")
+        if isinstance(scalar, (int, float)) and not isinstance(scalar, bool) and (scalar == 0 or not math.isfinite(scalar)):
+            raise InvalidArgumentError(
+                f"cannot divide a SteeringVector by {scalar!r}; allowed: a finite non-zero number."
+            )
         return self * (1.0 / scalar) if isinstance(scalar, (int, float)) else self * scalar
 
     def __neg__(self) -> "SteeringVector":
@@ -334,7 +341,13 @@ class SteeringVector:
 
     def clone(self) -> "SteeringVector":
         """A copy with its own tensor storage."""
-        return replace(self, tensor=self.tensor.clone(), prompts=dict(self.prompts), meta=dict(self.meta))
+        return replace(
+            self,
+            tensor=self.tensor.clone(),
+            prompts=dict(self.prompts),
+            tokens={k: list(v) for k, v in self.tokens.items()},
+            meta=dict(self.meta),
+        )
 
     # ------------------------------------------------------------------ display
     def _summary(self) -> str:

@@ -12,8 +12,8 @@ Example:
     >>> from steering.testing import tiny_model
     >>> model = tiny_model()
     >>> vec = st.actadd(model, "love", "hate", layer=1)
-    >>> texts = st.generate(model, ["ab", "xyz"], vec, coeff=3.0, max_new_tokens=5, n=2, seed=0)
-    >>> len(texts)  # prompt-major: ab, ab, xyz, xyz
+    >>> texts = st.generate(model, ["abcdef", "uvwxyz"], vec, coeff=3.0, max_new_tokens=5, n=2, seed=0)
+    >>> len(texts)  # prompt-major: abcdef twice, then uvwxyz twice
     4
 """
 
@@ -113,16 +113,16 @@ def generate(
     model: Any,
     prompts: Union[str, Sequence[str]],
     vector: Optional[Union[SteeringVector, Sequence[SteeringVector]]] = None,
-    coeff: float = 1.0,
+    coeff: Any = 1.0,
     *,
     max_new_tokens: int = 40,
     n: int = 1,
     seed: Optional[int] = 0,
     do_sample: bool = True,
-    temperature: float = 1.0,
-    top_p: Optional[float] = 0.3,
+    temperature: Any = 1.0,
+    top_p: Any = 0.3,
     top_k: Optional[int] = None,
-    freq_penalty: float = 0.0,
+    freq_penalty: Any = 0.0,
     positions: Optional[Positions] = None,
     short_prompt: str = "truncate",
     stop_at_eos: bool = True,
@@ -172,7 +172,7 @@ def generate(
         >>> a == st.generate(model, "ab", None, max_new_tokens=4, n=3, seed=1)  # reproducible
         True
     """
-    from transformers import GenerationConfig, LogitsProcessorList
+    from transformers import GenerationConfig
 
     prompts = _check_prompts(prompts)
     coeff = check_coeff(coeff)
@@ -218,15 +218,36 @@ def generate(
     chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
     total_steps = len(chunks) * max_new_tokens
     show = progress if progress is not None else len(rows) * max_new_tokens >= 4096
-    from tqdm.auto import tqdm
-
     completions: list[str] = []
     devices = [device] if device.type == "cuda" else []
+    # HF falls back to the model's own eos_token_id when ours is None: clear it for the call.
+    model_config = getattr(hf, "generation_config", None)
+    saved_eos = getattr(model_config, "eos_token_id", None)
+    if not stop_at_eos and model_config is not None:
+        model_config.eos_token_id = None
+    try:
+        completions = _run_chunks(hf, tok, model, vector, coeff, chunks, config, pad_id, device, devices, seed,
+                                  freq_penalty, positions, short_prompt, total_steps, show)
+    finally:
+        if model_config is not None:
+            model_config.eos_token_id = saved_eos
+    return completions
+
+
+def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks: list, config: Any, pad_id: int,
+                device: torch.device, devices: list, seed: Optional[int], freq_penalty: float,
+                positions: Any, short_prompt: str, total_steps: int, show: bool) -> list[str]:
+    from tqdm.auto import tqdm
+    from transformers import LogitsProcessorList
+
+    completions: list[str] = []
     with torch.random.fork_rng(devices=devices), torch.no_grad(), tqdm(
         total=total_steps, desc="generating", unit="tok", disable=not show, leave=False
     ) as bar:
         if seed is not None:
             torch.manual_seed(seed)
+        else:
+            torch.seed()  # fresh entropy: fork_rng would otherwise replay the same state each call
         for chunk in chunks:
             tokens, mask = left_pad(chunk, pad_id)
             processors = LogitsProcessorList([_StepBar(bar)])

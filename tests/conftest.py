@@ -1,0 +1,74 @@
+"""Shared fixtures: tiny random models (no download, ~0.1 s each) and a hook-leak check.
+
+The tiny models are session-scoped and shared, so tests must leave them as they found
+them: no hook left attached, no weights or config changed. A test that needs to change
+a model builds its own with ``steering.testing.tiny_model``.
+"""
+
+import pytest
+import torch
+
+import steering as st
+from steering.testing import tiny_model
+
+
+
+@pytest.fixture(scope="session")
+def tiny():
+    """Tiny Llama-style bridge (RMSNorm, rotary, gated MLP): 2 layers × 64, n_ctx 256."""
+    return tiny_model("llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt2():
+    """Tiny GPT-2-style bridge (LayerNorm, learned positions): 2 layers × 64, n_ctx 256."""
+    return tiny_model("gpt2")
+
+
+@pytest.fixture(params=["llama", "gpt2"])
+def any_tiny(request, tiny, tiny_gpt2):
+    """Each tiny architecture in turn."""
+    return tiny if request.param == "llama" else tiny_gpt2
+
+
+def assert_no_hooks(model) -> None:
+    """Fail unless nothing steering-lens (or anyone) attached is left on ``model``."""
+    count = st.active_hooks(model)
+    assert count == 0, f"{count} hook(s) left attached to {model.cfg.model_name}"
+
+
+@pytest.fixture
+def no_hooks():
+    """The leak check as a fixture: ``no_hooks(model)`` asserts ``st.active_hooks(model) == 0``."""
+    return assert_no_hooks
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_for_tiny_models(request):
+    """Run tiny-model tests on one CPU thread (restored afterwards; ``slow`` real-model tests keep all).
+
+    Tiny tensors gain nothing from intra-op threads, and on a busy machine the thread pool's
+    hand-offs make a 4 ms forward pass take ~0.4 s.
+    """
+    if request.node.get_closest_marker("slow") is not None:
+        yield
+        return
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(autouse=True)
+def _shared_models_stay_clean(request):
+    """After every test, the shared tiny models must have no hook attached."""
+    yield
+    for name in ("tiny", "tiny_gpt2"):
+        if name in request.fixturenames:
+            model = request.getfixturevalue(name)
+            leaked = st.active_hooks(model)
+            if leaked:
+                model.reset_hooks(including_permanent=True)  # do not let one leak fail every later test
+                pytest.fail(f"{leaked} hook(s) leaked on the shared {name} model")

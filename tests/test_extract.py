@@ -1,0 +1,187 @@
+"""actadd: the paper's Algorithm 1 (BOS first, space right-padding, per-position difference)."""
+
+import pytest
+import torch
+
+import steering as st
+from steering.extract import pad_token_id, tokenize_prompt
+from steering.hooks import STEERABLE_HOOKS
+
+BOS = "<s>"
+
+
+def ids(model, chars, pad_char=" ", length=None):
+    """Token ids of BOS + one token per character, right-padded with ``pad_char`` to ``length``."""
+    tok = model.tokenizer
+    out = [tok.bos_token_id] + tok.convert_tokens_to_ids(list(chars))
+    pad = pad_char if isinstance(pad_char, int) else tok.convert_tokens_to_ids(pad_char)
+    return out + [pad] * ((length or len(out)) - len(out))
+
+
+def by_hand(model, pos_ids, neg_ids, name):
+    """h+ − h− from one full forward pass (no stop_at_layer) of the padded pair."""
+    tokens = torch.tensor([pos_ids, neg_ids])
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=[name])
+    return cache[name][0] - cache[name][1]
+
+
+# ---------------------------------------------------------------- tokens and padding
+def test_tokenize_prompt_puts_exactly_one_bos_first(tiny):
+    bos = tiny.tokenizer.bos_token_id
+    assert tokenize_prompt(tiny, "ab").tolist() == ids(tiny, "ab")
+    assert tokenize_prompt(tiny, "").tolist() == [bos]
+    assert tokenize_prompt(tiny, "abc").tolist().count(bos) == 1
+
+
+def test_bos_first_and_shorter_prompt_padded_with_spaces(any_tiny):
+    v = st.actadd(any_tiny, "love it", "hate", layer=1)
+    assert v.tokens["pos"] == [BOS, "l", "o", "v", "e", " ", "i", "t"]
+    assert v.tokens["neg"] == [BOS, "h", "a", "t", "e", " ", " ", " "]
+    assert v.n_pos == 8 and v.pad == "space"
+    assert v.meta["n_pos_tokens"] == 8 and v.meta["n_neg_tokens"] == 5
+    assert v.meta["pad_token_id"] == any_tiny.tokenizer.convert_tokens_to_ids(" ")
+
+
+def test_the_shorter_positive_prompt_is_padded_too(tiny):
+    v = st.actadd(tiny, "ok", "terrible", layer=0)
+    assert v.tokens["pos"] == [BOS, "o", "k"] + [" "] * 6
+    assert v.tokens["neg"] == [BOS] + list("terrible")
+
+
+def test_equal_lengths_are_not_padded(tiny):
+    v = st.actadd(tiny, "love", "hate", layer=0)
+    assert v.tokens == {"pos": [BOS, "l", "o", "v", "e"], "neg": [BOS, "h", "a", "t", "e"]}
+
+
+@pytest.mark.parametrize(
+    "pad, pad_token, label",
+    [("space", " ", "space"), (" ", " ", " "), ("eos", "</s>", "eos"), ("pad", "<pad>", "pad"), ("z", "z", "z")],
+)
+def test_pad_rules(tiny, pad, pad_token, label):
+    v = st.actadd(tiny, "love it", "hate", layer=1, pad=pad)
+    assert v.tokens["neg"] == [BOS, "h", "a", "t", "e"] + [pad_token] * 3
+    assert v.pad == label
+    pad_id = tiny.tokenizer.convert_tokens_to_ids(pad_token)
+    assert v.meta["pad_token_id"] == pad_id
+    expected = by_hand(tiny, ids(tiny, "love it"), ids(tiny, "hate", pad_id, 8), "blocks.1.hook_resid_pre")
+    torch.testing.assert_close(v.tensor, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pad_by_token_id(tiny):
+    x = tiny.tokenizer.convert_tokens_to_ids("x")
+    v = st.actadd(tiny, "love it", "hate", layer=1, pad=x)
+    assert v.tokens["neg"][-3:] == ["x", "x", "x"] and v.pad == f"id:{x}"
+    expected = by_hand(tiny, ids(tiny, "love it"), ids(tiny, "hate", x, 8), "blocks.1.hook_resid_pre")
+    torch.testing.assert_close(v.tensor, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_pad_rule_changes_the_vector(tiny):
+    space = st.actadd(tiny, "love it", "hate", layer=1)
+    eos = st.actadd(tiny, "love it", "hate", layer=1, pad="eos")
+    assert torch.equal(space.tensor[:5], eos.tensor[:5])  # causal: padding only changes padded positions
+    assert not torch.allclose(space.tensor[5:], eos.tensor[5:])
+
+
+@pytest.mark.parametrize(
+    "pad, match",
+    [
+        ("ab", r"pad='ab' encodes to 2 tokens .*allowed: a string that is exactly one token"),
+        (1000, r"pad=1000 is not a token id of this model; allowed: 0\.\.99"),
+        (-1, r"pad=-1 is not a token id"),
+        ("", r"pad=''; allowed: 'space', 'eos', 'pad', a one-token string or a token id"),
+    ],
+)
+def test_bad_pad_rules_are_refused(tiny, pad, match):
+    with pytest.raises(st.InvalidArgumentError, match=match):
+        st.actadd(tiny, "love it", "hate", layer=1, pad=pad)
+    assert st.active_hooks(tiny) == 0
+
+
+def test_pad_token_id_helper(tiny):
+    tok = tiny.tokenizer
+    assert pad_token_id(tiny) == tok.convert_tokens_to_ids(" ")
+    assert pad_token_id(tiny, "eos") == tok.eos_token_id
+    assert pad_token_id(tiny, "pad") == tok.pad_token_id
+    assert pad_token_id(tiny, 7) == 7
+
+
+# ---------------------------------------------------------------- the vector itself
+def test_bos_position_is_exactly_zero(any_tiny):
+    for layer in (0, 1):
+        v = st.actadd(any_tiny, "Love", "Hurt", layer=layer)
+        assert torch.equal(v.tensor[0], torch.zeros_like(v.tensor[0]))
+        assert v.norm()[0].item() == 0.0
+        assert bool((v.norm()[1:] > 0).all())
+
+
+@pytest.mark.parametrize("hook", STEERABLE_HOOKS)
+@pytest.mark.parametrize("layer", [0, 1])
+def test_vector_equals_difference_of_a_full_forward_pass(any_tiny, hook, layer):
+    v = st.actadd(any_tiny, "love it", "hate", layer=layer, hook=hook)
+    name = f"blocks.{layer}.hook_{hook}"
+    assert v.hook_name == name and v.layer == layer and v.hook == hook
+    expected = by_hand(any_tiny, ids(any_tiny, "love it"), ids(any_tiny, "hate", " ", 8), name)
+    torch.testing.assert_close(v.tensor, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_metadata(tiny):
+    v = st.actadd(tiny, "Love", "Hate", layer=1)
+    assert v.method == "actadd"
+    assert v.prompts == {"pos": "Love", "neg": "Hate"}
+    assert v.model_name == tiny.cfg.model_name == "tiny-llama"
+    assert v.weight_mode == "hf"
+    assert v.dtype == torch.float32 and not v.tensor.requires_grad
+    v.check_compatible(tiny)
+
+
+def test_actadd_is_deterministic(tiny):
+    a = st.actadd(tiny, "Love", "Hate", layer=1)
+    b = st.actadd(tiny, "Love", "Hate", layer=1)
+    assert torch.equal(a.tensor, b.tensor)
+
+
+def test_swapping_the_prompts_negates_the_vector(tiny):
+    a = st.actadd(tiny, "Love", "Hate", layer=1)
+    b = st.actadd(tiny, "Hate", "Love", layer=1)
+    torch.testing.assert_close(b.tensor, -a.tensor, atol=1e-6, rtol=0)
+
+
+def test_empty_negative_prompt_is_all_spaces(any_tiny):
+    v = st.actadd(any_tiny, "wed", "", layer=1)
+    assert v.tokens == {"pos": [BOS, "w", "e", "d"], "neg": [BOS, " ", " ", " "]}
+    expected = by_hand(any_tiny, ids(any_tiny, "wed"), ids(any_tiny, "", " ", 4), "blocks.1.hook_resid_pre")
+    torch.testing.assert_close(v.tensor, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_empty_positive_prompt_is_allowed(tiny):
+    v = st.actadd(tiny, "", "wed", layer=1)
+    assert v.tokens["pos"] == [BOS, " ", " ", " "]
+    torch.testing.assert_close(v.tensor, -st.actadd(tiny, "wed", "", layer=1).tensor, atol=1e-6, rtol=0)
+
+
+def test_both_prompts_empty_is_refused(tiny):
+    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty; allowed: at least one non-empty.*Fix:"):
+        st.actadd(tiny, "", "", layer=1)
+    assert st.active_hooks(tiny) == 0
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "mlp_out"])
+def test_negative_layers_count_from_the_end(any_tiny, hook):
+    n = any_tiny.cfg.n_layers
+    for neg in range(-n, 0):
+        a = st.actadd(any_tiny, "Love", "Hate", layer=neg, hook=hook)
+        b = st.actadd(any_tiny, "Love", "Hate", layer=neg + n, hook=hook)
+        assert a.hook_name == b.hook_name == f"blocks.{neg + n}.hook_{hook}"
+        assert torch.equal(a.tensor, b.tensor)
+
+
+def test_layers_give_different_vectors(tiny):
+    a = st.actadd(tiny, "Love", "Hate", layer=0)
+    b = st.actadd(tiny, "Love", "Hate", layer=1)
+    assert not torch.allclose(a.tensor[1:], b.tensor[1:])
+
+
+def test_actadd_leaves_no_hook_behind(any_tiny):
+    st.actadd(any_tiny, "Love", "Hate", layer=1, hook="resid_post")
+    assert st.active_hooks(any_tiny) == 0

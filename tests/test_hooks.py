@@ -1,0 +1,101 @@
+"""hook_name: building and validating hook-point names."""
+
+import re
+
+import pytest
+
+import steering as st
+from steering.hooks import STEERABLE_HOOKS, n_layers
+
+
+@pytest.mark.parametrize("short", STEERABLE_HOOKS)
+def test_short_names_resolve_to_real_hook_points(any_tiny, short):
+    for layer in range(n_layers(any_tiny)):
+        name = st.hook_name(any_tiny, layer, short)
+        assert name == f"blocks.{layer}.hook_{short}"
+        assert name in any_tiny.hook_dict
+
+
+def test_default_hook_is_resid_pre(tiny):
+    assert st.hook_name(tiny, 1) == "blocks.1.hook_resid_pre"
+
+
+@pytest.mark.parametrize("short", STEERABLE_HOOKS)
+def test_hook_prefix_is_accepted(tiny, short):
+    assert st.hook_name(tiny, 0, f"hook_{short}") == st.hook_name(tiny, 0, short)
+
+
+def test_full_names_are_accepted(tiny):
+    assert st.hook_name(tiny, 1, "blocks.1.hook_resid_post") == "blocks.1.hook_resid_post"
+    assert st.hook_name(tiny, 0, "blocks.0.attn.hook_pattern") == "blocks.0.attn.hook_pattern"
+
+
+def test_negative_layers_count_from_the_end(tiny):
+    n = n_layers(tiny)
+    assert st.hook_name(tiny, -1, "mlp_out") == f"blocks.{n - 1}.hook_mlp_out"
+    assert st.hook_name(tiny, -n) == "blocks.0.hook_resid_pre"
+    # a full name agrees with the negative layer that means the same block
+    assert st.hook_name(tiny, -1, f"blocks.{n - 1}.hook_resid_pre") == f"blocks.{n - 1}.hook_resid_pre"
+
+
+@pytest.mark.parametrize("layer", [2, 99, -3])
+def test_layer_out_of_range(tiny, layer):
+    with pytest.raises(st.LayerOutOfRangeError, match=rf"layer={layer} is out of range .*2 layers.*0\.\.1.*-2\.\.-1"):
+        st.hook_name(tiny, layer)
+
+
+def test_bool_layer_is_not_an_integer(tiny):
+    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=True is not an integer.*0\.\.1"):
+        st.hook_name(tiny, True)
+
+
+def test_full_name_of_another_layer_is_refused(tiny):
+    with pytest.raises(st.UnknownHookError, match=r"names layer 1 but layer=0 was given") as info:
+        st.hook_name(tiny, 0, "blocks.1.hook_resid_pre")
+    # the fix names both ways out
+    assert "hook='hook_resid_pre'" in str(info.value) and "layer=1" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "typo, suggested",
+    [("resid_pr", "resid_pre"), ("hook_resid_pots", "resid_post"), ("mlp_otu", "mlp_out"), ("attn_ot", "attn_out")],
+)
+def test_typos_suggest_the_nearest_hook_first(tiny, typo, suggested):
+    with pytest.raises(st.UnknownHookError, match=rf"hook='{typo}' is not a hook point") as info:
+        st.hook_name(tiny, 0, typo)
+    message = str(info.value)
+    assert f"Did you mean '{suggested}'" in message  # nearest first
+    assert "allowed: resid_pre, resid_mid, resid_post, attn_out, mlp_out" in message
+
+
+@pytest.mark.parametrize("typo", ["resid_pr", "mlp_otu", "attn.hook_patern", "zzz"])
+def test_every_suggestion_is_accepted_when_passed_back(tiny, typo):
+    """A "Did you mean X?" is only useful if hook=X then works."""
+    with pytest.raises(st.UnknownHookError) as info:
+        st.hook_name(tiny, 0, typo)
+    suggestions = re.findall(r"'([^']+)'", str(info.value).split("Did you mean", 1)[1])
+    assert suggestions
+    for suggestion in suggestions:
+        assert st.hook_name(tiny, 0, suggestion) in tiny.hook_dict
+
+
+def test_nested_short_name_is_accepted(tiny):
+    """Sub-module hook points (attention pattern, q/k/v …) by their short name, as suggested on a typo."""
+    assert st.hook_name(tiny, 0, "attn.hook_pattern") == "blocks.0.attn.hook_pattern"
+
+
+def test_unknown_full_name_is_refused(tiny):
+    with pytest.raises(st.UnknownHookError, match=r"'blocks\.0\.hook_nonsense' not in model\.hook_dict"):
+        st.hook_name(tiny, 0, "blocks.0.hook_nonsense")
+
+
+def test_empty_hook_is_refused(tiny):
+    with pytest.raises(st.UnknownHookError, match=r"hook='' is not a hook name.*hook='resid_pre'"):
+        st.hook_name(tiny, 0, "")
+
+
+def test_unknown_hook_error_is_a_key_error_with_a_readable_message(tiny):
+    with pytest.raises(KeyError) as info:
+        st.hook_name(tiny, 0, "resid_pr")
+    assert isinstance(info.value, st.SteeringError)
+    assert not str(info.value).startswith(("'", '"'))  # not quoted like a bare KeyError

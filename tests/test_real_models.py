@@ -1,0 +1,120 @@
+"""Integration tests on the two real built-in models: steering must *work*.
+
+These are marked slow (CI runs them). The first run fetches and caches the models
+(~1.5 min); later runs load them in seconds. Effect sizes measured with these
+exact settings are quoted beside each assertion.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import steering as st
+from steering.demo import mean_sentiment, wedding_fraction
+
+pytestmark = pytest.mark.slow
+
+WEDDING_PROMPT = "I went up to my friend and said"
+NEGATIVE_PROMPTS = ["I hate you because", "I think you are", "Today I feel"]
+
+
+@pytest.fixture(scope="module")
+def gemma():
+    return st.load_model("gemma3-270m", device="cpu")
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return st.load_model("smollm2-135m", device="cpu")
+
+
+@pytest.mark.parametrize("name, layers, d_model", [("gemma3-270m", 18, 640), ("smollm2-135m", 30, 576)])
+def test_builtin_models_load_and_answer(name, layers, d_model, request):
+    model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
+    assert (model.cfg.n_layers, model.cfg.d_model) == (layers, d_model)
+    assert model.cfg.model_name == name
+    assert any(row["name"] == name and row["cached"] for row in st.model_info())
+    text = st.generate(model, "The capital of France is", None, max_new_tokens=8, do_sample=False)[0]
+    assert "Paris" in text or "France" in text, text
+
+
+def test_actadd_follows_the_paper_on_gemma(gemma):
+    vec = st.actadd(gemma, " weddings", "", layer=10)
+    # BOS first on both, p− right-padded with the space token, BOS difference exactly zero
+    assert vec.tokens == {"pos": ["<bos>", " weddings"], "neg": ["<bos>", " "]}
+    assert vec.norm()[0].item() == 0.0
+    # equals the difference of a full (non-truncated) forward pass at that hook
+    tokens = torch.tensor([[2, gemma.to_single_token(" weddings")], [2, gemma.to_single_token(" ")]])
+    _, cache = gemma.run_with_cache(tokens, names_filter=["blocks.10.hook_resid_pre"])
+    by_hand = cache["blocks.10.hook_resid_pre"][0] - cache["blocks.10.hook_resid_pre"][1]
+    torch.testing.assert_close(vec.tensor, by_hand, atol=1e-4, rtol=1e-4)
+
+
+def test_wedding_vector_steers_gemma_topic(gemma):
+    """Measured: 13/16 (81%) steered vs 0/16 unsteered (layer 10, c = 10, 30 tokens, top-p 0.3, seed 0)."""
+    vec = st.actadd(gemma, " weddings", "", layer=10)
+    kw = dict(max_new_tokens=30, n=16, seed=0)
+    unsteered = st.generate(gemma, WEDDING_PROMPT, None, **kw)
+    steered = st.generate(gemma, WEDDING_PROMPT, vec, coeff=10.0, **kw)
+    before, after = wedding_fraction(unsteered), wedding_fraction(steered)
+    print(f"wedding-word fraction: unsteered {before:.2f}, steered {after:.2f}")
+    assert before <= 0.125
+    assert after >= 0.5
+    assert after - before >= 0.4
+    assert st.active_hooks(gemma) == 0
+
+
+def test_love_hate_raises_sentiment_on_gemma(gemma):
+    """Mean VADER compound of 24 completions (3 negative-leaning prompts × 8).
+
+    Measured: +0.098 unsteered → +0.632 steered (layer 6, c = 5, 30 tokens, top-p 0.3, seed 0).
+    (On smollm2-135m the same vector moves it far less — best seen +0.282 → +0.449 at layer 2,
+    c = 8 — so no sentiment margin is asserted there.)
+    """
+    vec = st.actadd(gemma, "Love", "Hate", layer=6)
+    kw = dict(max_new_tokens=30, n=8, seed=0)
+    unsteered = st.generate(gemma, NEGATIVE_PROMPTS, None, **kw)
+    steered = st.generate(gemma, NEGATIVE_PROMPTS, vec, coeff=5.0, **kw)
+    before, after = mean_sentiment(unsteered), mean_sentiment(steered)
+    print(f"mean VADER: unsteered {before:+.3f}, steered {after:+.3f}")
+    assert after - before >= 0.25
+
+
+@pytest.mark.parametrize("name, layer", [("gemma3-270m", 6), ("smollm2-135m", 6)])
+def test_cli_generate_json(name, layer):
+    cmd = [
+        sys.executable, "-m", "steering.cli", "generate", "--model", name, "--pos", "Love", "--neg", "Hate",
+        "--layer", str(layer), "--coeff", "5", "--prompt", "I hate you because", "--n", "2", "--seed", "0",
+        "--max-new-tokens", "16", "--json",
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    assert set(out) == {"settings", "unsteered", "steered"}
+    assert len(out["unsteered"]) == len(out["steered"]) == 2
+    assert out["steered"] != out["unsteered"]
+    assert out["settings"]["hook"] == f"blocks.{layer}.hook_resid_pre"
+
+
+def test_cli_reports_errors_cleanly():
+    cmd = [sys.executable, "-m", "steering.cli", "generate", "--model", "smollm2-135m", "--pos", "a", "--neg", "b",
+           "--layer", "99", "--coeff", "1", "--prompt", "x"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 2
+    assert "LayerOutOfRangeError" in proc.stderr and "0..29" in proc.stderr
+
+
+def test_demo_writes_html_page(tmp_path, capsys):
+    from steering.demo import run_demo
+
+    out = tmp_path / "demo.html"
+    result = run_demo("smollm2-135m", out=str(out), n=2, max_new_tokens=12, n_measure=2)
+    page = out.read_text()
+    assert "plotly" in page.lower() and page.count("<table>") >= 2
+    assert set(result) == {"sentiment", "topic"}
+    assert result["topic"]["steered"] != result["topic"]["unsteered"]
+    printed = capsys.readouterr().out
+    assert "unsteered" in printed and "steered (c = " in printed
