@@ -26,7 +26,7 @@ __all__ = ["run_demo", "DEMO_SETTINGS", "WEDDING_WORDS", "wedding_fraction", "me
 WEDDING_WORDS = ("wedding", "weddings", "wed", "marry", "married", "marriage", "bride", "groom", "honeymoon")
 _WEDDING_RE = re.compile(r"\b(" + "|".join(WEDDING_WORDS) + r")\b", re.IGNORECASE)
 
-#: Layer / coefficient per model and experiment, chosen by a small sweep (see docs/index.md).
+#: Layer / coefficient per model and experiment, chosen by a small sweep (measurements in docs/index.md).
 DEMO_SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     "gemma3-270m": {
         "sentiment": {"pos": "Love", "neg": "Hate", "layer": 6, "coeff": 5.0, "prompt": "I hate you because"},

