@@ -438,6 +438,13 @@ def load_model(
         return _boot(path.name, hf_model, tokenizer, device)
     if name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name):
         raise UnknownModelError(_unknown_model_message(name, extra=" (no such path)"))
+    if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
+        raise UnknownModelError(
+            _unknown_model_message(
+                name, extra="; the model hub is unreachable from this machine (and HF_HUB_OFFLINE is not set, "
+                "so the local Hugging Face cache was not tried)"
+            )
+        )
     try:
         from transformer_lens.model_bridge import TransformerBridge
 
@@ -448,6 +455,23 @@ def load_model(
         ) from err
     bridge.eval()
     return bridge
+
+
+def _hub_reachable(timeout: float = 2.0) -> bool:
+    """Whether a TCP connection to the model hub (``$HF_ENDPOINT``) opens within ``timeout`` seconds.
+
+    Without this probe an offline lookup of an unknown name spends ~20 s in retries.
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
 
 
 def _looks_like_hub_id(name: str) -> bool:

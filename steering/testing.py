@@ -16,7 +16,7 @@ Example:
 import string
 from typing import Any, Literal
 
-__all__ = ["tiny_model", "tiny_tokenizer"]
+__all__ = ["tiny_model", "tiny_hf_model", "tiny_tokenizer"]
 
 _SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
 _CHARS = string.ascii_letters + string.digits + string.punctuation + " \n"
@@ -47,33 +47,26 @@ def tiny_tokenizer() -> Any:
     return tok
 
 
-def tiny_model(
+def tiny_hf_model(
     arch: Literal["llama", "gpt2"] = "llama",
     *,
     n_layers: int = 2,
     d_model: int = 64,
     seed: int = 0,
-) -> Any:
-    """A randomly initialised tiny ``TransformerBridge`` (Llama- or GPT-2-style).
+) -> tuple[Any, Any]:
+    """The plain (unbridged) Hugging Face model and tokenizer behind :func:`tiny_model`.
 
-    Args:
-        arch: ``"llama"`` (RMSNorm, rotary, gated MLP) or ``"gpt2"`` (LayerNorm, learned positions).
-        n_layers: Number of blocks.
-        d_model: Residual width.
-        seed: Seed of the random initialisation.
-
-    Returns:
-        A ``TransformerBridge`` on CPU, float32, in eval mode.
+    Useful to save a tiny model with ``save_pretrained`` (a bridged model cannot be saved).
 
     Example:
-        >>> tiny_model("gpt2", n_layers=3).cfg.n_layers
-        3
+        >>> hf_model, tok = tiny_hf_model("llama")
+        >>> type(hf_model).__name__
+        'LlamaForCausalLM'
     """
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
     from .errors import InvalidArgumentError
-    from .models import _boot
 
     tok = tiny_tokenizer()
     vocab = len(tok)
@@ -101,4 +94,32 @@ def tiny_model(
     else:
         raise InvalidArgumentError(f"arch={arch!r} is not a tiny architecture; allowed: 'llama', 'gpt2'.")
     hf_model.eval()
+    return hf_model, tok
+
+
+def tiny_model(
+    arch: Literal["llama", "gpt2"] = "llama",
+    *,
+    n_layers: int = 2,
+    d_model: int = 64,
+    seed: int = 0,
+) -> Any:
+    """A randomly initialised tiny ``TransformerBridge`` (Llama- or GPT-2-style).
+
+    Args:
+        arch: ``"llama"`` (RMSNorm, rotary, gated MLP) or ``"gpt2"`` (LayerNorm, learned positions).
+        n_layers: Number of blocks.
+        d_model: Residual width.
+        seed: Seed of the random initialisation (same seed, same weights).
+
+    Returns:
+        A ``TransformerBridge`` on CPU, float32, in eval mode.
+
+    Example:
+        >>> tiny_model("gpt2", n_layers=3).cfg.n_layers
+        3
+    """
+    from .models import _boot
+
+    hf_model, tok = tiny_hf_model(arch, n_layers=n_layers, d_model=d_model, seed=seed)
     return _boot(f"tiny-{arch}", hf_model, tok, "cpu")

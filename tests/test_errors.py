@@ -276,3 +276,28 @@ def test_short_prompt_rule_error_leaves_no_hook(tiny, no_hooks):
     with pytest.raises(st.PromptTooShortError, match=r"a prompt has 3 tokens \(BOS included\) but the vector .* has 19 positions"):
         st.generate(tiny, "Hi", long_vec, 5.0, max_new_tokens=3, short_prompt="error")
     no_hooks(tiny)
+
+
+def test_unknown_model_fails_at_once_when_the_hub_is_unreachable(monkeypatch):
+    """Offline and without HF_HUB_OFFLINE, the hub is not even called (no retry loop)."""
+    from transformer_lens.model_bridge import TransformerBridge
+
+    import steering.models as models
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(models, "_hub_reachable", lambda timeout=2.0: False)
+
+    def must_not_be_called(*args, **kwargs):
+        raise AssertionError("boot_transformers was called although the hub is unreachable")
+
+    monkeypatch.setattr(TransformerBridge, "boot_transformers", must_not_be_called)
+    with pytest.raises(st.UnknownModelError, match=r"unknown model 'some-org/some-model'.*hub is unreachable.*"
+                       r"Built-in models: 'gemma3-270m', 'smollm2-135m'"):
+        st.load_model("some-org/some-model", device="cpu")
+
+
+def test_hub_probe_reports_an_unreachable_endpoint(monkeypatch):
+    import steering.models as models
+
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: nothing listens
+    assert models._hub_reachable(timeout=0.5) is False
