@@ -34,7 +34,6 @@ Example:
 
 import math
 import threading
-import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Optional, Sequence, Union
@@ -47,7 +46,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidCoefficientError,
     PromptTooShortError,
-    SteeringWarning,
+    warn_user,
 )
 from .vectors import SteeringVector
 
@@ -213,12 +212,10 @@ class _Steerer:
             )
         if not self.warned:
             self.warned = True
-            warnings.warn(
+            warn_user(
                 f"a prompt has {n_tokens} tokens (BOS included), fewer than the vector's {n_vec} positions: only "
                 f"its first {n_tokens} positions are added (short_prompt='truncate'). Pass short_prompt='error' "
-                "to make this an error.",
-                SteeringWarning,
-                stacklevel=2,
+                "to make this an error."
             )
 
 

@@ -27,6 +27,7 @@ __all__ = [
     "InvalidArgumentError",
     "PromptTooShortError",
     "SteeringWarning",
+    "warn_user",
 ]
 
 
@@ -86,3 +87,35 @@ class PromptTooShortError(SteeringError, ValueError):
 
 class SteeringWarning(UserWarning):
     """A warning about a steering setting that works but may not do what you expect."""
+
+
+_LIBRARY_MARKERS = (
+    "steering", "torch", "transformers", "transformer_lens", "contextlib", "tqdm", "jaxtyping", "beartype",
+)
+
+
+def warn_user(message: str) -> None:
+    """Issue a :class:`SteeringWarning` attributed to the caller's own code.
+
+    Steering warnings often fire inside a hook, deep in torch / transformers; the
+    reported file and line are those of the first frame outside those libraries.
+
+    Example:
+        >>> import warnings
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     warn_user("careful")
+        >>> caught[0].category.__name__
+        'SteeringWarning'
+    """
+    import os
+    import sys
+    import warnings
+
+    level, frame = 2, sys._getframe(1)  # stacklevel 2 = the caller of warn_user
+    while frame is not None:
+        parts = os.path.normpath(frame.f_code.co_filename).split(os.sep)
+        if not any(marker in parts for marker in _LIBRARY_MARKERS):
+            break
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, SteeringWarning, stacklevel=level if frame is not None else 2)

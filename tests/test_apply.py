@@ -499,3 +499,14 @@ def test_no_seed_gives_fresh_samples_on_each_call(tiny):
     """seed=None means "no seeding": two calls in a row must not repeat each other."""
     kw = dict(max_new_tokens=10, n=2, top_p=None, seed=None)
     assert st.generate(tiny, PROMPTS, None, **kw) != st.generate(tiny, PROMPTS, None, **kw)
+
+
+def test_short_prompt_warning_points_at_the_callers_line(tiny):
+    vec = st.actadd(tiny, "lovely", "hate", layer=1)
+    with pytest.warns(st.SteeringWarning) as record:
+        st.generate(tiny, "ab", vec, coeff=2.0, max_new_tokens=2)
+    assert record[0].filename == __file__
+    with pytest.warns(st.SteeringWarning) as record:
+        with st.steer(tiny, vec, coeff=2.0):
+            tiny(tiny.to_tokens("ab"))
+    assert record[0].filename == __file__
