@@ -14,6 +14,13 @@ Positions:
   prompt) nothing is added, so cached and uncached generation agree.
 * ``"all"``: a single ``[d_model]`` direction is added at every real position, the
   prompt and every generated token.
+* ``"prompt"``: a direction at every real prompt token, never on decode steps.
+* ``"generated"``: a direction only at tokens past the prompt (generated ones). Outside
+  :func:`steering.generate`, a forward call counts as prompt in full.
+
+Operators (``op=``): ``"add"`` (ActAdd and CAA), ``"ablate"`` (project a direction out of
+the residual, ``x − c (x·d̂) d̂``), ``"clamp"`` (set the projection to ``value``,
+``x + (value − x·d̂) d̂``). Every position rule is exact under the KV cache and left padding.
 
 Prompts shorter than the vector (front): by default (``short_prompt="truncate"``) only
 the vector's first ``n`` positions are added to an ``n``-token prompt, and a
@@ -38,6 +45,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Iterator, Literal, Optional, Sequence, Union
 
+import einops
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -45,15 +53,18 @@ from torch import Tensor
 from .errors import (
     InvalidArgumentError,
     InvalidCoefficientError,
+    InvalidVectorError,
     PromptTooShortError,
     warn_user,
 )
 from .vectors import SteeringVector
 
-__all__ = ["steer", "Positions", "check_coeff", "active_hooks"]
+__all__ = ["steer", "Positions", "Operator", "check_coeff", "active_hooks"]
 
-Positions = Literal["front", "all"]
-_POSITIONS = ("front", "all")
+Positions = Literal["front", "all", "prompt", "generated"]
+Operator = Literal["add", "ablate", "clamp"]
+_POSITIONS = ("front", "all", "prompt", "generated")
+_OPS = ("add", "ablate", "clamp")
 _SHORT_RULES = ("truncate", "error")
 
 
@@ -128,7 +139,7 @@ class _Tracker:
 
 
 class _Steerer:
-    """The hook function: adds ``coeff · vector`` at the right positions."""
+    """The hook function: applies the operator at the selected positions."""
 
     def __init__(
         self,
@@ -138,6 +149,8 @@ class _Steerer:
         short_prompt: str,
         tracker: _Tracker,
         prompt_lengths: Optional[Tensor],
+        op: str = "add",
+        value: Optional[float] = None,
     ) -> None:
         self.vector = vector
         self.coeff = coeff
@@ -145,16 +158,22 @@ class _Steerer:
         self.short_prompt = short_prompt
         self.tracker = tracker
         self.prompt_lengths = prompt_lengths  # real prompt length per row, set by generate()
+        self.op = op
+        self.value = value
         self.last_lengths: Optional[Tensor] = None
         self._cache: dict[tuple, Tensor] = {}
         self.warned = False
 
-    def _scaled(self, like: Tensor) -> Tensor:
+    def _prepared(self, like: Tensor) -> Tensor:
+        """``coeff · v`` for "add", the unit direction for "ablate"/"clamp", in ``like``'s dtype."""
         key = (like.device, like.dtype)
         if key not in self._cache:
-            self._cache[key] = (self.coeff * self.vector.tensor.to(device=like.device, dtype=torch.float32)).to(
-                like.dtype
-            )
+            v = self.vector.tensor.to(device=like.device, dtype=torch.float32)
+            if self.op == "add":
+                v = self.coeff * v
+            else:
+                v = v / torch.linalg.vector_norm(v)
+            self._cache[key] = v.to(like.dtype)
         return self._cache[key]
 
     def _context(self, resid: Tensor) -> _CallContext:
@@ -164,32 +183,53 @@ class _Steerer:
             return _CallContext(batch, seq, 0, torch.zeros(batch, dtype=torch.long), None)
         return ctx
 
-    def __call__(self, resid: Float[Tensor, "batch pos d_model"], hook: Any = None) -> Tensor:
-        if self.coeff == 0.0:
-            return resid
-        ctx = self._context(resid)
-        device = resid.device
-        vec = self._scaled(resid)
-        if self.positions == "all":
-            if ctx.real_mask is None:
-                return resid + vec
-            return resid + ctx.real_mask.to(device=device, dtype=resid.dtype).unsqueeze(-1) * vec
-        # front: vector position j = absolute position − row's first real token
-        n_vec = vec.shape[0]
+    def _mask(self, ctx: _CallContext, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Which (row, position) pairs of this call are steered, and each one's index from the row's start."""
         abs_pos = ctx.start + torch.arange(ctx.seq, device=device)  # [seq]
         j = abs_pos.unsqueeze(0) - ctx.first_real.to(device).unsqueeze(1)  # [batch, seq]
-        lengths = self._lengths(ctx, device)
-        if lengths is not None:
-            limit = torch.clamp(lengths, max=n_vec)  # [batch]
-            if bool((lengths < n_vec).any()) and ctx.start == 0:
-                self._short(int(lengths.min()), n_vec)
+        if ctx.real_mask is not None:
+            real = ctx.real_mask.to(device).bool() & (j >= 0)
         else:
-            limit = torch.full((ctx.batch,), n_vec, device=device)
-        valid = (j >= 0) & (j < limit.unsqueeze(1))  # [batch, seq]
-        if not bool(valid.any()):
+            real = j >= 0
+        if self.positions == "all":
+            return real, j
+        lengths = self._lengths(ctx, device)  # prompt length per row (None: unknown → whole call is prompt)
+        if self.positions == "front":
+            n_vec = int(self.vector.tensor.shape[0])
+            if lengths is None:
+                limit = torch.full((ctx.batch,), n_vec, device=device)
+            else:
+                limit = torch.clamp(lengths, max=n_vec)
+                if ctx.start == 0 and bool((lengths < n_vec).any()):
+                    self._short(int(lengths.min()), n_vec)
+            return real & (j < limit.unsqueeze(1)), j
+        if lengths is None:
+            in_prompt = torch.ones_like(real)
+        else:
+            in_prompt = j < lengths.unsqueeze(1)
+        if self.positions == "prompt":
+            return real & in_prompt, j
+        return real & ~in_prompt, j  # "generated"
+
+    def __call__(self, resid: Float[Tensor, "batch pos d_model"], hook: Any = None) -> Tensor:
+        if self.op in ("add", "ablate") and self.coeff == 0.0:
             return resid
-        add = vec[j.clamp(0, n_vec - 1)] * valid.unsqueeze(-1).to(resid.dtype)  # [batch, seq, d_model]
-        return resid + add
+        ctx = self._context(resid)
+        mask, j = self._mask(ctx, resid.device)
+        if not bool(mask.any()):
+            return resid
+        vec = self._prepared(resid)
+        weight = mask.unsqueeze(-1).to(resid.dtype)  # [batch, seq, 1]
+        if self.op == "add":
+            if vec.ndim == 2:  # per-position vector, front-aligned
+                return resid + vec[j.clamp(0, vec.shape[0] - 1)] * weight
+            return resid + vec * weight
+        proj = einops.einsum(resid, vec, "batch seq d_model, d_model -> batch seq").unsqueeze(-1)
+        if self.op == "ablate":
+            delta = -self.coeff * proj
+        else:  # clamp the projection to `value`
+            delta = self.value - proj
+        return resid + delta * weight * vec
 
     def _lengths(self, ctx: _CallContext, device: torch.device) -> Optional[Tensor]:
         if self.prompt_lengths is not None and self.prompt_lengths.shape[0] == ctx.batch:
@@ -246,18 +286,27 @@ def steer(
     vector: Union[SteeringVector, Sequence[SteeringVector]],
     coeff: Any = 1.0,
     *,
-    positions: Optional[Positions] = None,
-    short_prompt: Literal["truncate", "error"] = "truncate",
+    positions: Optional[str] = None,
+    op: str = "add",
+    value: Any = None,
+    short_prompt: str = "truncate",
     _prompt_lengths: Optional[Tensor] = None,
 ) -> Iterator[None]:
-    """Add ``coeff · vector`` to the residual stream during every forward pass inside the block.
+    """Steer every forward pass inside the block: add ``coeff · vector`` (or ablate / clamp a direction).
 
     Args:
         model: A ``TransformerBridge`` (see :func:`steering.load_model`).
         vector: A :class:`SteeringVector`, or several (each at its own hook; all share ``coeff``).
-        coeff: The steering coefficient ``c`` (finite; 0 leaves the model untouched).
-        positions: ``"front"`` (paper alignment; default for per-position vectors) or
-            ``"all"`` (default for single directions). See the module docs.
+        coeff: The steering coefficient ``c`` (finite; 0 leaves the model untouched). With
+            ``op="ablate"`` it is the fraction of the projection removed (1 = all of it).
+        positions: ``"front"`` (paper alignment; default for per-position vectors), ``"all"``
+            (every real position, generated ones included; default for single directions),
+            ``"prompt"`` (prompt tokens only, never on decode steps) or ``"generated"`` (only
+            tokens past the prompt). Outside ``st.generate`` a forward call counts as all prompt.
+        op: ``"add"`` (default), ``"ablate"`` (remove ``coeff ×`` the residual's projection on the
+            direction: ``x − c (x·d̂) d̂``) or ``"clamp"`` (set that projection to ``value``:
+            ``x + (value − x·d̂) d̂``). Ablate and clamp need a single ``[d_model]`` direction.
+        value: The projection ``clamp`` sets (in residual units along the unit direction).
         short_prompt: What to do when a prompt is shorter than a front-aligned vector:
             ``"truncate"`` (add the first positions only, with a warning) or ``"error"``.
 
@@ -287,6 +336,20 @@ def steer(
             "Fix: build one with st.actadd(model, pos, neg, layer)."
         )
     coeff = check_coeff(coeff)
+    if op not in _OPS:
+        raise InvalidArgumentError(
+            f"op={op!r}; allowed: 'add', 'ablate', 'clamp'. Fix: pass one of those (ActAdd is 'add')."
+        )
+    if op == "clamp":
+        if value is None:
+            raise InvalidArgumentError(
+                "op='clamp' needs value=<the projection to set>; allowed: a finite number. Fix: pass e.g. value=0.0."
+            )
+        value = check_coeff(value)
+    elif value is not None:
+        raise InvalidArgumentError(
+            f"value={value!r} is only used with op='clamp' (op={op!r}); allowed: None here. Fix: drop value=."
+        )
     if short_prompt not in _SHORT_RULES:
         raise InvalidArgumentError(f"short_prompt={short_prompt!r}; allowed: 'truncate', 'error'.")
     plan = []
@@ -296,13 +359,25 @@ def steer(
         pos = positions or ("all" if vec.is_direction else "front")
         if pos not in _POSITIONS:
             raise InvalidArgumentError(
-                f"positions={pos!r}; allowed: 'front' (the paper's alignment) or 'all'. Fix: pass one of those."
+                f"positions={pos!r}; allowed: 'front' (the paper's alignment) or 'all', 'prompt', 'generated'. "
+                "Fix: pass one of those."
             )
-        if pos == "all" and not vec.is_direction:
+        if pos != "front" and not vec.is_direction:
             raise InvalidArgumentError(
-                f"positions='all' adds one direction everywhere, but the vector at {vec.hook_name} has "
+                f"positions={pos!r} adds one direction {'everywhere' if pos == 'all' else 'at each selected position'}, "
+                f"but the vector at {vec.hook_name} has "
                 f"{vec.n_pos} positions; allowed: a [d_model] direction. Fix: use vec.direction('sum') "
                 "(or 'mean'/'last'), or positions='front'."
+            )
+        if op != "add" and not vec.is_direction:
+            raise InvalidArgumentError(
+                f"op={op!r} acts along a single direction, but the vector at {vec.hook_name} has {vec.n_pos} "
+                "positions; allowed: a [d_model] direction. Fix: use vec.direction('sum') or a mean_diff vector."
+            )
+        if op != "add" and float(vec.norm()) == 0.0:
+            raise InvalidVectorError(
+                f"op={op!r} needs a non-zero direction, but the vector at {vec.hook_name} is all zeros; "
+                "allowed: a vector with norm > 0. Fix: rebuild it from prompts that differ."
             )
         if pos == "front" and vec.is_direction:
             raise InvalidArgumentError(
@@ -319,7 +394,7 @@ def steer(
         torch_handles.append(hf.register_forward_pre_hook(tracker.pre_hook, with_kwargs=True))
         torch_handles.append(hf.register_forward_hook(tracker.post_hook, with_kwargs=True, always_call=True))
         for vec, pos in plan:
-            fn = _Steerer(vec, coeff, pos, short_prompt, tracker, _prompt_lengths)
+            fn = _Steerer(vec, coeff, pos, short_prompt, tracker, _prompt_lengths, op=op, value=value)
             hook_point = model.hook_dict[vec.hook_name]
             handles.append((hook_point, hook_point.add_hook(fn, dir="fwd")))
         yield

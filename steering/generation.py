@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .apply import Positions, check_coeff, steer
+from .apply import check_coeff, steer
 from .errors import ContextLengthError, EmptyPromptError, InvalidArgumentError
 from .extract import tokenize_prompt
 from .vectors import SteeringVector
@@ -123,7 +123,9 @@ def generate(
     top_p: Any = 0.3,
     top_k: Optional[int] = None,
     freq_penalty: Any = 0.0,
-    positions: Optional[Positions] = None,
+    positions: Optional[str] = None,
+    op: str = "add",
+    value: Any = None,
     short_prompt: str = "truncate",
     stop_at_eos: bool = True,
     use_cache: bool = True,
@@ -145,7 +147,9 @@ def generate(
         top_p: Nucleus sampling mass (paper: 0.3); ``None`` or 1 to disable.
         top_k: Top-k filter; ``None`` to disable.
         freq_penalty: OpenAI-style frequency penalty on generated tokens (paper: 1; default 0).
-        positions: Where to add, see :func:`steering.steer`.
+        positions: Where to steer, see :func:`steering.steer`.
+        op: ``"add"``, ``"ablate"`` or ``"clamp"``, see :func:`steering.steer`.
+        value: The projection ``op="clamp"`` sets.
         short_prompt: Rule for prompts shorter than the vector, see :func:`steering.steer`.
         stop_at_eos: Stop a row at the end-of-sequence token.
         use_cache: Use the KV cache (default). ``False`` recomputes the whole sequence each
@@ -226,8 +230,9 @@ def generate(
     if not stop_at_eos and model_config is not None:
         model_config.eos_token_id = None
     try:
+        steering = dict(positions=positions, op=op, value=value, short_prompt=short_prompt)
         completions = _run_chunks(hf, tok, model, vector, coeff, chunks, config, pad_id, device, devices, seed,
-                                  freq_penalty, positions, short_prompt, total_steps, show)
+                                  freq_penalty, steering, total_steps, show)
     finally:
         if model_config is not None:
             model_config.eos_token_id = saved_eos
@@ -236,7 +241,7 @@ def generate(
 
 def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks: list, config: Any, pad_id: int,
                 device: torch.device, devices: list, seed: Optional[int], freq_penalty: float,
-                positions: Any, short_prompt: str, total_steps: int, show: bool) -> list[str]:
+                steering: dict, total_steps: int, show: bool) -> list[str]:
     from transformers import LogitsProcessorList
 
     from ._progress import progress_bar
@@ -264,9 +269,7 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks
             if vector is None:
                 out = hf.generate(**kwargs)
             else:
-                with steer(
-                    model, vector, coeff, positions=positions, short_prompt=short_prompt, _prompt_lengths=lengths
-                ):
+                with steer(model, vector, coeff, **steering, _prompt_lengths=lengths):
                     out = hf.generate(**kwargs)
             new = out[:, tokens.shape[1]:].cpu()
             completions.extend(tok.batch_decode(new, skip_special_tokens=True))
