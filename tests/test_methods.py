@@ -1,0 +1,454 @@
+"""Extraction methods beyond single-layer ActAdd: actadd_layers, mean_diff (CAA), pca_direction (RepE).
+
+Reference values are computed by hand: one prompt at a time, a full forward pass (no
+``stop_at_layer``, no padding, no mask), the token picked in plain Python.
+"""
+
+import math
+import string
+import warnings
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
+
+import steering as st
+from steering.extract import (
+    _check_prompt_list,
+    _hook_names,
+    _principal_direction,
+    actadd_layers,
+    mean_diff,
+    pca_direction,
+    tokenize_prompt,
+)
+
+POS = ["I love you", "what a great day", "so good!", "nice"]
+NEG = ["I hate you", "what an awful day", "so bad!!", "mean"]
+TEXT = "I went up to my friend and said"
+
+
+# ---------------------------------------------------------------- helpers
+def one_prompt_acts(model, text, name):
+    """[pos, d_model] activations of one prompt, unpadded, full forward pass."""
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokenize_prompt(model, text).unsqueeze(0), names_filter=[name])
+    return cache[name][0].float()
+
+
+def pick(acts, token):
+    """The token rule applied by hand to one prompt's [pos, d_model] activations (BOS at 0)."""
+    if token == "last":
+        return acts[-1]
+    if token == "mean":
+        return acts[1:].mean(dim=0)
+    return acts[token]
+
+
+def by_hand_diffs(model, pos, neg, name, token):
+    return torch.stack([pick(one_prompt_acts(model, p, name), token) - pick(one_prompt_acts(model, q, name), token)
+                        for p, q in zip(pos, neg)])
+
+
+class CountRuns:
+    """Wraps ``model.run_with_cache`` to record the arguments of each call."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls = []
+        original = model.run_with_cache
+
+        def wrapped(*args, **kwargs):
+            self.calls.append(kwargs)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "run_with_cache", wrapped)
+
+
+def logits(model, text=TEXT):
+    with torch.no_grad():
+        return model(model.to_tokens(text))
+
+
+# ---------------------------------------------------------------- actadd_layers
+@pytest.mark.parametrize("hook", ["resid_pre", "mlp_out", "resid_post"])
+def test_actadd_layers_equals_per_layer_actadd_exactly(any_tiny, hook):
+    vecs = actadd_layers(any_tiny, "love it", "hate", "all", hook=hook)
+    assert [v.layer for v in vecs] == [0, 1]
+    for v in vecs:
+        ref = st.actadd(any_tiny, "love it", "hate", layer=v.layer, hook=hook)
+        assert torch.equal(v.tensor, ref.tensor)
+        assert (v.hook_name, v.method, v.prompts, v.tokens, v.pad, v.meta, v.weight_mode, v.model_name) == (
+            ref.hook_name, ref.method, ref.prompts, ref.tokens, ref.pad, ref.meta, ref.weight_mode, ref.model_name
+        )
+
+
+def test_actadd_layers_keeps_the_order_given_and_counts_negatives_from_the_end(tiny):
+    assert [v.hook_name for v in actadd_layers(tiny, "a", "b", [1, 0])] == [
+        "blocks.1.hook_resid_pre", "blocks.0.hook_resid_pre"
+    ]
+    assert [v.layer for v in actadd_layers(tiny, "a", "b", [-1])] == [1]
+    assert [v.layer for v in actadd_layers(tiny, "a", "b", range(2))] == [0, 1]
+    (only,) = actadd_layers(tiny, "a", "b", 1, pad="eos")  # one int: a one-element list
+    assert torch.equal(only.tensor, st.actadd(tiny, "a", "b", layer=1, pad="eos").tensor)
+
+
+def test_actadd_layers_runs_one_forward_pass(tiny, monkeypatch):
+    runs = CountRuns(tiny, monkeypatch)
+    actadd_layers(tiny, "love", "hate", [0, 1], hook="resid_post")
+    assert len(runs.calls) == 1
+    assert runs.calls[0]["names_filter"] == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert runs.calls[0]["stop_at_layer"] == 2
+    runs.calls.clear()
+    actadd_layers(tiny, "love", "hate", [0])
+    assert runs.calls[0]["stop_at_layer"] == 1
+
+
+def test_actadd_layers_list_steers_all_layers_together(any_tiny, no_hooks):
+    vecs = actadd_layers(any_tiny, "love", "hate", "all")
+    with st.steer(any_tiny, vecs, coeff=3.0):
+        both = logits(any_tiny)
+    with st.steer(any_tiny, vecs[0], coeff=3.0):
+        first = logits(any_tiny)
+    assert not torch.allclose(both, logits(any_tiny)) and not torch.allclose(both, first)
+    no_hooks(any_tiny)
+
+
+@pytest.mark.parametrize(
+    "layers, match",
+    [
+        ([], r"layer=\[\] is empty; allowed: an int, a non-empty list of ints in 0\.\.1, or 'all'\. Fix:"),
+        ([0, 0], r"layer=\[0, 0\] names block 0 twice \(0 and 0\); allowed: distinct layers.*Fix: drop the repeat"),
+        ([1, -1], r"layer=\[1, -1\] names block 1 twice \(1 and -1\)"),
+        ("every", r"layer='every' is not a layer spec; allowed: an int in 0\.\.1.*or 'all'\. Fix:"),
+        ([0, 5], r"layer=5 is out of range for this model \(2 layers\); allowed: 0\.\.1"),
+        (2, r"layer=2 is out of range for this model \(2 layers\)"),
+    ],
+)
+def test_bad_layers_are_refused(tiny, layers, match):
+    with pytest.raises(st.LayerOutOfRangeError, match=match):
+        actadd_layers(tiny, "love", "hate", layers)
+    with pytest.raises(st.LayerOutOfRangeError, match=match):
+        mean_diff(tiny, ["love"], ["hate"], layers)
+    with pytest.raises(st.LayerOutOfRangeError, match=match):
+        pca_direction(tiny, ["love"], ["hate"], layers)
+
+
+def test_a_layer_list_holding_a_non_int_is_refused(tiny):
+    # Called through the private helper: under the test run's runtime type checking the public
+    # signatures (Sequence[int]) reject this before the function body runs.
+    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=\[0, '1'\] holds '1', a str; allowed: ints in 0\.\.1.*Fix:"):
+        _hook_names(tiny, [0, "1"], "resid_pre")
+    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=\[True\] holds True, a bool"):
+        _hook_names(tiny, [True], "resid_pre")
+
+
+def test_actadd_layers_refuses_what_actadd_refuses(tiny):
+    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
+        actadd_layers(tiny, "", "", "all")
+    with pytest.raises(st.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
+        actadd_layers(tiny, "a", "b", "all", hook="resid_pr")
+    with pytest.raises(st.ContextLengthError, match=r"300 tokens long after padding.*context is 256"):
+        actadd_layers(tiny, "a" * 299, "b", "all")
+
+
+# ---------------------------------------------------------------- mean_diff
+@pytest.mark.parametrize("token", ["last", "mean", 1, 2, -1, -3])
+@pytest.mark.parametrize("hook", ["resid_pre", "resid_post"])
+def test_mean_diff_equals_a_by_hand_per_prompt_computation(any_tiny, token, hook):
+    vecs = mean_diff(any_tiny, POS, NEG, "all", hook=hook, token=token, batch_size=3)
+    for v in vecs:
+        diffs = by_hand_diffs(any_tiny, POS, NEG, v.hook_name, token)
+        torch.testing.assert_close(v.tensor, diffs.mean(dim=0), atol=1e-4, rtol=1e-4)
+        assert v.tensor.shape == (any_tiny.cfg.d_model,) and v.is_direction
+
+
+def test_mean_diff_metadata(tiny):
+    v = mean_diff(tiny, POS, NEG, layer=1, token=-2)
+    assert v.method == "mean_diff" and v.hook_name == "blocks.1.hook_resid_pre"
+    assert v.prompts == {"pos": POS, "neg": NEG}
+    assert v.meta == {"token": -2, "n_pairs": 4}
+    assert v.model_name == "tiny-llama" and v.weight_mode == "hf" and v.dtype == torch.float32
+    assert not v.tensor.requires_grad
+    v.check_compatible(tiny)
+    assert "mean_diff" in repr(v)
+
+
+@pytest.mark.parametrize("token", ["last", "mean", 2, -2])
+def test_mean_diff_does_not_depend_on_batching(any_tiny, token):
+    ref = mean_diff(any_tiny, POS, NEG, layer=1, token=token, batch_size=1)
+    for batch_size in (2, 3, 5, 64):
+        v = mean_diff(any_tiny, POS, NEG, layer=1, token=token, batch_size=batch_size)
+        torch.testing.assert_close(v.tensor, ref.tensor, atol=1e-5, rtol=1e-5)
+
+
+def test_mean_diff_runs_one_forward_pass_per_batch_for_all_layers(tiny, monkeypatch):
+    runs = CountRuns(tiny, monkeypatch)
+    mean_diff(tiny, POS, NEG, "all", batch_size=3)  # 8 prompts -> 3 batches
+    assert len(runs.calls) == 3
+    assert all(c["names_filter"] == ["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"] for c in runs.calls)
+    assert all(c["stop_at_layer"] == 2 and "attention_mask" in c for c in runs.calls)
+
+
+def test_mean_diff_layer_list_equals_per_layer_calls(any_tiny):
+    vecs = mean_diff(any_tiny, POS, NEG, [1, 0], token="mean")
+    assert [v.layer for v in vecs] == [1, 0]
+    for v in vecs:
+        torch.testing.assert_close(v.tensor, mean_diff(any_tiny, POS, NEG, v.layer, token="mean").tensor)
+
+
+def test_last_is_index_minus_one(tiny):
+    a = mean_diff(tiny, POS, NEG, layer=1, token="last")
+    b = mean_diff(tiny, POS, NEG, layer=1, token=-1)
+    assert torch.equal(a.tensor, b.tensor)
+
+
+def test_one_pair_matches_actadd_at_the_last_position(any_tiny):
+    # Same-length prompts: ActAdd pads nothing, so its last position is the single-pair difference.
+    act = st.actadd(any_tiny, "love it", "hate it", layer=1)
+    v = mean_diff(any_tiny, "love it", "hate it", layer=1)  # a string is one pair
+    torch.testing.assert_close(v.tensor, act.tensor[-1], atol=1e-5, rtol=1e-5)
+    assert v.prompts == {"pos": ["love it"], "neg": ["hate it"]} and v.meta["n_pairs"] == 1
+
+
+def test_swapping_the_lists_negates_the_mean(tiny):
+    a = mean_diff(tiny, POS, NEG, layer=1)
+    b = mean_diff(tiny, NEG, POS, layer=1)
+    torch.testing.assert_close(b.tensor, -a.tensor, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize(
+    "pos, neg, kwargs, error, match",
+    [
+        (["a", "b"], ["c"], {}, st.InvalidArgumentError,
+         r"pos_prompts has 2 prompts but neg_prompts has 1; allowed: equal counts.*Fix: pair every"),
+        ([], [], {}, st.InvalidArgumentError, r"pos_prompts=\[\]; allowed: a non-empty list of strings.*Fix:"),
+        (["a"], [], {}, st.InvalidArgumentError, r"neg_prompts=\[\]; allowed: a non-empty list of strings"),
+        (["a", ""], ["b", "c"], {}, st.EmptyPromptError, r"pos_prompts\[1\] is the empty string; allowed:.*Fix:"),
+        (["ab"], ["cd"], {"token": "first"}, st.InvalidArgumentError,
+         r"token='first'; allowed: 'last' .*'mean' .*or an int index.*Fix: pass e.g. token='last'"),
+        (["ab"], ["cd"], {"token": True}, st.InvalidArgumentError, r"token=True; allowed: 'last'"),
+        (["ab"], ["cd"], {"token": 0}, st.InvalidArgumentError,
+         r"token=0 selects the BOS token.*allowed: 'last', 'mean', or an index of a real token.*Fix: pass token=1"),
+        (["abcd", "ab"], ["efgh", "efgh"], {"token": 3}, st.InvalidArgumentError,
+         r"token=3 is out of range for pos_prompts\[1\]='ab', which has 3 tokens with BOS \(indices 0\.\.2, or "
+         r"-3\.\.-1\); allowed: an index inside every prompt\. Fix:"),
+        (["abcd"], ["ef"], {"token": -4}, st.InvalidArgumentError,
+         r"token=-4 is out of range for neg_prompts\[0\]='ef', which has 3 tokens"),
+        (["abcd"], ["ef"], {"token": -3}, st.InvalidArgumentError,
+         r"token=-3 selects the BOS token of neg_prompts\[0\]='ef'.*Fix:"),
+        (["ab"], ["cd"], {"batch_size": 0}, st.InvalidArgumentError, r"batch_size=0; allowed: an int ≥ 1.*Fix:"),
+        (["a" * 300], ["b"], {}, st.ContextLengthError,
+         r"pos_prompts\[0\]='aaaa.*is 301 tokens long but the model's context is 256.*Fix: shorten"),
+        (["ab"], ["cd"], {"hook": "attn.hook_pattern"}, st.InvalidArgumentError,
+         r"hook 'blocks.1.attn.hook_pattern' gives activations of shape \(2, 4, 3, 3\); allowed: hooks with "
+         r"\[batch, pos, d_model\]"),
+        (["ab"], ["cd"], {"hook": "resid"}, st.UnknownHookError, r"hook='resid' is not a hook point"),
+    ],
+)
+@pytest.mark.parametrize("method", [mean_diff, pca_direction])
+def test_bad_inputs_are_refused(tiny, method, pos, neg, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        method(tiny, pos, neg, 1, **kwargs)
+    assert st.active_hooks(tiny) == 0
+
+
+def test_a_prompt_that_is_not_a_string_is_refused():
+    # Through the private helper: under runtime type checking the public signature rejects it first.
+    with pytest.raises(st.InvalidArgumentError, match=r"neg_prompts\[1\]=3 is a int; allowed: str\. Fix:"):
+        _check_prompt_list("neg_prompts", ["a", 3])
+    with pytest.raises(st.InvalidArgumentError, match=r"pos_prompts=None; allowed: a non-empty list of strings"):
+        _check_prompt_list("pos_prompts", None)
+    assert _check_prompt_list("pos_prompts", "one") == ["one"]
+
+
+def test_every_refusal_is_a_steering_error(tiny):
+    for bad in (dict(token="x"), dict(batch_size=-1), dict(layer=[])):
+        kwargs = {"layer": 1, **bad}
+        with pytest.raises(st.SteeringError):
+            mean_diff(tiny, ["a"], ["b"], **kwargs)
+
+
+# ---------------------------------------------------------------- pca_direction: the math
+def test_pca_recovers_the_one_direction_the_differences_share():
+    gen = torch.Generator().manual_seed(0)
+    u = torch.randn(64, generator=gen)
+    u = u / u.norm()
+    scales = torch.tensor([0.5, 2.0, -1.0, 3.0, 1.5])  # multiples of u, mean along +u
+    for noise in (0.0, 1e-3):
+        diffs = scales[:, None] * u + noise * torch.randn(5, 64, generator=gen)
+        for center in (True, False):
+            direction, proj, ratio = _principal_direction(diffs, center=center)
+            assert float(direction @ u) == pytest.approx(1.0, abs=1e-4)  # cosine ≈ 1, sign aligned
+            assert float(direction.norm()) == pytest.approx(1.0, abs=1e-5)
+            assert float(proj) == pytest.approx(float(scales.mean()), abs=1e-2)
+            assert ratio == pytest.approx(1.0, abs=1e-3)
+
+
+def test_pca_sign_follows_the_mean_difference():
+    gen = torch.Generator().manual_seed(1)
+    diffs = torch.randn(6, 16, generator=gen) + torch.linspace(-1, 1, 16)
+    for sign in (1.0, -1.0):
+        d = sign * diffs
+        direction, proj, _ = _principal_direction(d)
+        assert float(direction @ d.mean(dim=0)) > 0 and float(proj) > 0
+    a, _, _ = _principal_direction(diffs)
+    b, _, _ = _principal_direction(-diffs)
+    torch.testing.assert_close(a, -b, atol=1e-5, rtol=0)
+
+
+def test_pca_is_the_top_singular_direction_of_the_centred_differences():
+    gen = torch.Generator().manual_seed(2)
+    diffs = torch.randn(8, 12, generator=gen) * torch.linspace(3, 0.1, 12) + 0.5
+    direction, proj, ratio = _principal_direction(diffs)
+    centred = diffs - diffs.mean(dim=0)
+    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
+    assert abs(float(direction @ vh[0])) == pytest.approx(1.0, abs=1e-5)
+    assert float(proj) == pytest.approx(float(direction @ diffs.mean(dim=0)), abs=1e-5)
+    assert ratio == pytest.approx(float(s[0] ** 2 / (s**2).sum()), abs=1e-5)
+
+
+def test_pca_without_spread_is_the_normalised_mean():
+    d = torch.tensor([[3.0, 4.0, 0.0]])
+    for diffs in (d, d.repeat(4, 1)):  # one pair, or identical pairs
+        direction, proj, ratio = _principal_direction(diffs)
+        torch.testing.assert_close(direction, torch.tensor([0.6, 0.8, 0.0]))
+        assert float(proj) == pytest.approx(5.0) and ratio is None
+
+
+# ---------------------------------------------------------------- pca_direction on models
+@pytest.mark.parametrize("token", ["last", "mean", 2])
+def test_pca_on_a_model_matches_the_by_hand_differences(any_tiny, token):
+    for v in pca_direction(any_tiny, POS, NEG, "all", token=token, scale="unit"):
+        diffs = by_hand_diffs(any_tiny, POS, NEG, v.hook_name, token)
+        direction, _, _ = _principal_direction(diffs)
+        torch.testing.assert_close(v.tensor, direction, atol=1e-3, rtol=1e-3)
+        assert float(v.tensor @ diffs.mean(dim=0)) > 0
+
+
+def test_pca_scaling_is_the_mean_difference_projected(any_tiny):
+    mean = mean_diff(any_tiny, POS, NEG, layer=1)
+    unit = pca_direction(any_tiny, POS, NEG, layer=1, scale="unit")
+    proj = pca_direction(any_tiny, POS, NEG, layer=1)
+    assert float(unit.norm()) == pytest.approx(1.0, abs=1e-5)
+    expected = float(unit.tensor @ mean.tensor) * unit.tensor
+    torch.testing.assert_close(proj.tensor, expected, atol=1e-5, rtol=1e-4)
+    assert 0 < float(proj.norm()) <= float(mean.norm()) + 1e-5
+    assert proj.cosine_similarity(unit) == pytest.approx(1.0, abs=1e-5)
+    assert float(proj.tensor @ mean.tensor) > 0
+
+
+def test_pca_metadata(tiny):
+    v = pca_direction(tiny, POS, NEG, layer=0, token="mean", center=False)
+    assert v.method == "pca" and v.hook_name == "blocks.0.hook_resid_pre" and v.is_direction
+    assert v.prompts == {"pos": POS, "neg": NEG}
+    assert v.meta["token"] == "mean" and v.meta["n_pairs"] == 4
+    assert v.meta["center"] is False and v.meta["scale"] == "projection" and v.meta["fallback"] is None
+    assert 0 < v.meta["explained_variance_ratio"] <= 1
+    v.check_compatible(tiny)
+
+
+def test_pca_of_one_pair_falls_back_to_the_normalised_difference(any_tiny):
+    mean = mean_diff(any_tiny, ["love it"], ["hate it"], layer=1)
+    unit = pca_direction(any_tiny, ["love it"], ["hate it"], layer=1, scale="unit")
+    proj = pca_direction(any_tiny, ["love it"], ["hate it"], layer=1)
+    torch.testing.assert_close(unit.tensor, mean.tensor / mean.tensor.norm(), atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(proj.tensor, mean.tensor, atol=1e-5, rtol=1e-5)  # equals mean_diff
+    assert unit.meta["fallback"].startswith("mean difference") and unit.meta["explained_variance_ratio"] is None
+
+
+def test_pca_of_repeated_pairs_equals_mean_diff(tiny):
+    pos, neg = ["love it"] * 3, ["hate it"] * 3
+    torch.testing.assert_close(
+        pca_direction(tiny, pos, neg, layer=1).tensor, mean_diff(tiny, pos, neg, layer=1).tensor, atol=1e-5, rtol=1e-5
+    )
+
+
+def test_pca_warns_when_the_pairs_cancel(tiny):
+    # (x, y) and (y, x): the differences are d and −d, their mean is ~0: no sign, no projection.
+    with pytest.warns(st.SteeringWarning, match=r"orthogonal to the mean difference.*sign is arbitrary"):
+        v = pca_direction(tiny, ["love it", "hate it"], ["hate it", "love it"], layer=1)
+    assert float(v.norm()) < 1e-3
+
+
+def test_pca_refuses_identical_pairs_and_bad_options(tiny):
+    with pytest.raises(st.InvalidArgumentError, match=r"at blocks.1.hook_resid_pre every positive prompt has exactly "
+                       r"the activation of its negative prompt \(all 2 differences are zero\).*Fix:"):
+        pca_direction(tiny, ["same", "also"], ["same", "also"], layer=1)
+    with pytest.raises(st.InvalidArgumentError, match=r"scale='norm'; allowed: 'projection' .*or 'unit'.*Fix:"):
+        pca_direction(tiny, POS, NEG, layer=1, scale="norm")
+
+
+# ---------------------------------------------------------------- everything steers
+@pytest.mark.parametrize("hook", ["resid_pre", "resid_post"])
+def test_every_method_passes_through_steer(any_tiny, hook, no_hooks):
+    base = logits(any_tiny)
+    results = [
+        (actadd_layers(any_tiny, "love", "hate", "all", hook=hook), None),
+        (mean_diff(any_tiny, POS, NEG, 1, hook=hook), "all"),
+        (mean_diff(any_tiny, POS, NEG, "all", hook=hook, token="mean"), "all"),
+        (pca_direction(any_tiny, POS, NEG, 0, hook=hook), "all"),
+        (pca_direction(any_tiny, POS, NEG, "all", hook=hook, scale="unit"), "all"),
+    ]
+    for vector, positions in results:
+        with st.steer(any_tiny, vector, coeff=4.0, positions=positions):
+            steered = logits(any_tiny)
+        assert torch.isfinite(steered).all() and not torch.allclose(steered, base)
+        no_hooks(any_tiny)
+    texts = st.generate(any_tiny, ["ab"], results[1][0], coeff=2.0, max_new_tokens=3, n=1, seed=0)
+    assert len(texts) == 1
+
+
+def test_coefficient_zero_of_a_direction_changes_nothing(tiny):
+    v = mean_diff(tiny, POS, NEG, layer=1)
+    with st.steer(tiny, v, coeff=0.0):
+        assert torch.equal(logits(tiny), logits(tiny))
+
+
+# ---------------------------------------------------------------- property-based: positions stay aligned
+_ALPHABET = string.ascii_lowercase + " "
+_prompt = hst.text(alphabet=_ALPHABET, min_size=1, max_size=10)
+_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_SETTINGS
+@given(
+    rows=hst.lists(hst.tuples(_prompt, hst.integers(min_value=0, max_value=5)), min_size=1, max_size=4),
+    arch=hst.sampled_from(["llama", "gpt2"]),
+    layer=hst.integers(min_value=0, max_value=1),
+    pair=hst.sampled_from([("love", "hate"), ("wedding", ""), ("ab", "abcdef")]),
+)
+def test_front_steering_of_a_left_padded_batch_equals_per_row_steering(tiny, tiny_gpt2, rows, arch, layer, pair):
+    model = tiny if arch == "llama" else tiny_gpt2
+    vec = st.actadd(model, *pair, layer=layer)
+    encoded = [tokenize_prompt(model, text) for text, _ in rows]
+    width = max(ids.numel() + extra for ids, (_, extra) in zip(encoded, rows))  # random left padding per row
+    tokens = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        tokens[i, width - ids.numel():] = ids
+        mask[i, width - ids.numel():] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.SteeringWarning)  # prompts shorter than the vector: truncated
+        with torch.no_grad(), st.steer(model, vec, coeff=5.0):
+            batched = model(tokens, attention_mask=mask)
+            singles = [model(ids.unsqueeze(0))[0] for ids in encoded]
+    for i, (ids, single) in enumerate(zip(encoded, singles)):
+        torch.testing.assert_close(batched[i, width - ids.numel():], single, atol=1e-4, rtol=1e-4)
+    assert st.active_hooks(model) == 0
+
+
+@_SETTINGS
+@given(
+    pairs=hst.lists(hst.tuples(_prompt, _prompt), min_size=1, max_size=5),
+    batch_size=hst.integers(min_value=1, max_value=12),
+    token=hst.sampled_from(["last", "mean", 1, -1]),
+    arch=hst.sampled_from(["llama", "gpt2"]),
+)
+def test_mean_diff_of_random_pairs_matches_per_prompt_runs(tiny, tiny_gpt2, pairs, batch_size, token, arch):
+    model = tiny if arch == "llama" else tiny_gpt2
+    pos, neg = [p for p, _ in pairs], [q for _, q in pairs]
+    v = mean_diff(model, pos, neg, layer=1, token=token, batch_size=batch_size)
+    expected = by_hand_diffs(model, pos, neg, v.hook_name, token).mean(dim=0)
+    torch.testing.assert_close(v.tensor, expected, atol=1e-4, rtol=1e-4)
+    assert math.isfinite(float(v.norm()))
