@@ -18,7 +18,9 @@ Example:
 
 import html
 import math
+import os
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Optional, Union
 
 import einops
@@ -158,7 +160,9 @@ class SteeringVector:
         """Raise :class:`VectorMismatchError` unless the vector fits ``model``.
 
         Checks ``d_model``, the model name (when both are known), the hook point and the
-        weight-processing mode.
+        weight-processing mode. This is what refuses a vector loaded from a file
+        (:meth:`load`) that was made on another model; :meth:`retarget` is the deliberate
+        override.
 
         Example:
             >>> import torch
@@ -348,6 +352,116 @@ class SteeringVector:
             tokens={k: list(v) for k, v in self.tokens.items()},
             meta=dict(self.meta),
         )
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        """Write the vector and its metadata to one ``.safetensors`` file, atomically.
+
+        The tensor keeps its dtype (bfloat16 included); the metadata (hook, model name,
+        method, prompts, tokens, padding, weight mode, ``meta``) is stored as JSON in the
+        file header, so it must be JSON data (tuples come back as lists). The file is
+        written under a temporary name and moved into place, so a failure leaves no
+        partial file. See :mod:`steering.persist` for the layout.
+
+        Args:
+            path: Destination file, e.g. ``"love.safetensors"``; its folder must exist.
+
+        Returns:
+            The path written, as a :class:`pathlib.Path`.
+
+        Example:
+            >>> import os, tempfile, torch
+            >>> v = SteeringVector(torch.ones(3, 64, dtype=torch.bfloat16), hook_name="blocks.1.hook_resid_pre", model_name="m")
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     w = SteeringVector.load(v.save(os.path.join(folder, "v.safetensors")))
+            >>> torch.equal(w.tensor, v.tensor), w.dtype, w.hook_name, w.model_name
+            (True, torch.bfloat16, 'blocks.1.hook_resid_pre', 'm')
+        """
+        from .persist import save_vector
+
+        return save_vector(self, path)
+
+    @classmethod
+    def load(cls, path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> "SteeringVector":
+        """Read a vector written by :meth:`save` (safetensors + JSON only: nothing is unpickled).
+
+        The loaded vector remembers the model it was taken from; applying it to another
+        model is refused by :meth:`check_compatible`. Use :meth:`retarget` to override
+        that deliberately.
+
+        Args:
+            path: The ``.safetensors`` file.
+            device: Where to put the tensor (default CPU).
+
+        Raises:
+            steering.persist.VectorFileError: the file is missing, not a safetensors file,
+                has no steering-lens metadata, or was written in a newer format.
+
+        Example:
+            >>> import os, tempfile, torch
+            >>> from steering.testing import tiny_model
+            >>> v = SteeringVector(torch.ones(64), hook_name="blocks.1.hook_resid_post", model_name="tiny-gpt2")
+            >>> with tempfile.TemporaryDirectory() as folder:
+            ...     w = SteeringVector.load(v.save(os.path.join(folder, "v.safetensors")))
+            >>> w.check_compatible(tiny_model("llama"))
+            Traceback (most recent call last):
+            ...
+            steering.errors.VectorMismatchError: the vector comes from model 'tiny-gpt2' but is applied to 'tiny-llama'; ...
+        """
+        from .persist import load_vector
+
+        return load_vector(path, device=device)
+
+    def retarget(self, model: Any) -> "SteeringVector":
+        """A copy declared to belong to ``model``: the explicit override of :meth:`check_compatible`.
+
+        :meth:`check_compatible` (run whenever a vector is applied) refuses a vector
+        whose recorded model name or weight mode differs from the model's, e.g. a vector
+        loaded from a file made on another model. When you know the vector is valid
+        there anyway (the same weights under another name, a fine-tune that kept the
+        residual basis, an experiment in transfer), ``retarget`` sets ``model_name`` and
+        ``weight_mode`` to the model's and records the old values in
+        ``meta["retargeted_from"]``. It still refuses what cannot work: a different
+        ``d_model``, or a hook point the model does not have. The tensor values are not
+        changed, so a vector taken under another weight mode keeps that mode's values.
+
+        Args:
+            model: The ``TransformerBridge`` the vector should be applied to.
+
+        Returns:
+            A new vector (own tensor storage); ``self`` is unchanged.
+
+        Raises:
+            VectorMismatchError: the widths differ, or the hook point is not one of the model's.
+
+        Example:
+            >>> import torch
+            >>> from steering.testing import tiny_model
+            >>> model = tiny_model("llama")
+            >>> v = SteeringVector(torch.ones(64), hook_name="blocks.1.hook_resid_pre", model_name="other")
+            >>> w = v.retarget(model)
+            >>> w.model_name, w.meta["retargeted_from"]
+            ('tiny-llama', {'model_name': 'other', 'weight_mode': 'hf'})
+            >>> w.check_compatible(model)  # accepted now
+        """
+        d_model = int(model.cfg.d_model)
+        model_name = getattr(model.cfg, "model_name", None)
+        if self.d_model != d_model:
+            raise VectorMismatchError(
+                f"cannot retarget the vector at {self.hook_name} (d_model={self.d_model}) to model {model_name!r}, "
+                f"whose d_model={d_model}; allowed: a model with the same residual width. Fix: rebuild the vector "
+                "on this model."
+            )
+        if self.hook_name not in model.hook_dict:
+            raise VectorMismatchError(
+                f"cannot retarget the vector: its hook {self.hook_name!r} is not a hook point of model {model_name!r} "
+                f"({int(model.cfg.n_layers)} layers); allowed: a name in model.hook_dict. Fix: rebuild the vector on "
+                "this model at a layer it has."
+            )
+        mode = "compat" if getattr(model, "compatibility_mode", False) else "hf"
+        out = self.clone()
+        out.meta["retargeted_from"] = {"model_name": self.model_name, "weight_mode": self.weight_mode}
+        return replace(out, model_name=model_name, weight_mode=mode)
 
     # ------------------------------------------------------------------ display
     def _summary(self) -> str:
