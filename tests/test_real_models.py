@@ -118,3 +118,40 @@ def test_demo_writes_html_page(tmp_path, capsys):
     assert result["topic"]["steered"] != result["topic"]["unsteered"]
     printed = capsys.readouterr().out
     assert "unsteered" in printed and "steered (c = " in printed
+
+
+SENTIMENT_PAIRS = (
+    ["I love this.", "What a wonderful day.", "You are kind and generous.", "This is fantastic news!",
+     "I feel happy and grateful.", "She was delighted by the gift.", "The movie was brilliant.", "We had a lovely time."],
+    ["I hate this.", "What a terrible day.", "You are cruel and selfish.", "This is awful news!",
+     "I feel sad and bitter.", "She was disgusted by the gift.", "The movie was dreadful.", "We had a horrible time."],
+)
+
+
+def test_mean_diff_direction_raises_sentiment_on_gemma(gemma):
+    """Measured: mean VADER +0.098 unsteered → +0.789 steered (layer 6, c = 4, all positions, 24 samples).
+
+    (Same prompts: ActAdd Love − Hate c = 5 gave +0.632; PCA c = 8 only +0.123.)
+    """
+    vec = st.mean_diff(gemma, *SENTIMENT_PAIRS, layer=6, token="mean")
+    kw = dict(max_new_tokens=30, n=8, seed=0)
+    before = mean_sentiment(st.generate(gemma, NEGATIVE_PROMPTS, None, **kw))
+    after = mean_sentiment(st.generate(gemma, NEGATIVE_PROMPTS, vec, coeff=4.0, positions="all", **kw))
+    print(f"mean VADER: unsteered {before:+.3f}, mean-diff steered {after:+.3f}")
+    assert after - before >= 0.3
+
+
+def test_ablating_the_sentiment_direction_neutralises_positive_text_on_gemma(gemma):
+    """Measured: positive-laden prompts, mean VADER +0.760 → +0.404 with the mean-diff direction
+    ablated at every layer (24 samples). On negative-laden prompts the same ablation moved it
+    −0.252 → +0.222 (|mean| barely falls, the sign flips), so only the positive set is asserted.
+    """
+    directions = st.mean_diff(gemma, *SENTIMENT_PAIRS, layer="all", token="mean")
+    prompts = ["I love you so much because", "What a beautiful, happy", "The best day of my life was when"]
+    kw = dict(max_new_tokens=30, n=8, seed=0)
+    before = mean_sentiment(st.generate(gemma, prompts, None, **kw))
+    after = mean_sentiment(st.generate(gemma, prompts, directions, coeff=1.0, op="ablate", positions="all", **kw))
+    print(f"positive-laden mean VADER: unsteered {before:+.3f}, ablated {after:+.3f}")
+    assert before >= 0.4
+    assert abs(after) <= abs(before) - 0.15
+    assert st.active_hooks(gemma) == 0
