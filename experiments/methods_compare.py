@@ -75,32 +75,46 @@ def run(model_name: str, n: int, out: Path, layer: int, coeffs: dict) -> dict:
     return {"cosine": cos, "effects": eff, "ablation": abl}
 
 
+def write_figure(out: Path) -> Path:
+    """One page with the per-layer cosine figure of every model whose CSV is in ``out``."""
+    figs = []
+    for csv in sorted(out.glob("cosine_*.csv")):
+        table = pd.read_csv(csv)
+        name = csv.stem.removeprefix("cosine_")
+        fig = go.Figure()
+        for pair, g in table.groupby("pair"):
+            fig.add_scatter(x=g["layer"], y=g["cosine"], mode="lines+markers", name=pair)
+        fig.update_layout(title=f"{name}: cosine similarity of sentiment directions per layer",
+                          xaxis_title="layer", yaxis_title="cosine", yaxis_range=[-1, 1], template="plotly_white")
+        figs.append(fig)
+    html = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
+    page = out / "methods.html"
+    page.write_text(f"<html><head><meta charset='utf-8'></head><body>{html}</body></html>", encoding="utf-8")
+    return page
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--models", nargs="+", default=["gemma3-270m", "smollm2-135m"])
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--out", default="outputs/methods")
+    parser.add_argument("--figure-only", action="store_true", help="rebuild methods.html from the CSVs in --out")
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    if args.figure_only:
+        print(write_figure(out))
+        return
     settings = {
         "gemma3-270m": {"layer": 6, "coeffs": {"actadd": [5.0], "mean_diff": [2.0, 4.0, 8.0], "pca": [2.0, 4.0, 8.0]}},
         "smollm2-135m": {"layer": 2, "coeffs": {"actadd": [8.0], "mean_diff": [2.0, 4.0, 8.0], "pca": [2.0, 4.0, 8.0]}},
     }
-    figs = []
     summary = {}
     for name in args.models:
         res = run(name, args.n, out, **settings[name])
-        fig = go.Figure()
-        for pair, g in res["cosine"].groupby("pair"):
-            fig.add_scatter(x=g["layer"], y=g["cosine"], mode="lines+markers", name=pair)
-        fig.update_layout(title=f"{name}: cosine similarity of Love/Hate directions per layer",
-                          xaxis_title="layer", yaxis_title="cosine", template="plotly_white")
-        figs.append(fig)
         summary[name] = {"effects": res["effects"].drop(columns=["example"], errors="ignore").to_dict("records"),
                          "ablation": res["ablation"].to_dict("records")}
-    html = "".join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
-    (out / "methods.html").write_text(f"<html><body>{html}</body></html>", encoding="utf-8")
+    write_figure(out)
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
 
 
