@@ -32,3 +32,33 @@ def test_code_blocks_run(page, tmp_path):
     )
     assert proc.returncode == 0, f"{page.name} code failed:\n{proc.stderr[-3000:]}"
     assert proc.stdout.rstrip().endswith("BLOCKS-OK")
+
+
+def test_every_public_name_is_documented():
+    import steering as st
+
+    page = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    missing = [name for name in st.__all__ if f"`{name}`" not in page]
+    assert not missing, f"docs/index.md does not mention {missing}"
+
+
+def test_every_public_name_has_a_docstring_with_an_example():
+    import inspect
+
+    import steering as st
+
+    lacking = []
+    for name in st.__all__:
+        obj = getattr(st, name)
+        if name.startswith("__") or not (inspect.isfunction(obj) or inspect.isclass(obj)):
+            continue
+        doc = inspect.getdoc(obj) or ""
+        if issubclass(obj, Warning) if inspect.isclass(obj) else False:
+            continue
+        if inspect.isclass(obj) and issubclass(obj, Exception):
+            if not doc:
+                lacking.append(name)
+            continue
+        if ">>>" not in doc:
+            lacking.append(name)
+    assert not lacking, f"public names without a docstring example: {lacking}"
