@@ -59,7 +59,7 @@ from .errors import (
 )
 from .vectors import SteeringVector
 
-__all__ = ["steer", "Positions", "Operator", "check_coeff", "active_hooks"]
+__all__ = ["steer", "Positions", "Operator", "check_coeff", "check_coeffs", "active_hooks"]
 
 Positions = Literal["front", "all", "prompt", "generated"]
 Operator = Literal["add", "ablate", "clamp"]
@@ -88,6 +88,35 @@ def check_coeff(coeff: Any) -> float:
             "1..20, negative to steer the other way). Fix: pass e.g. coeff=5.0."
         )
     return float(coeff)
+
+
+def check_coeffs(coeff: Any) -> Union[float, Float[Tensor, " batch"]]:
+    """Validate a coefficient that may be per batch row: a number, or a 1-D sequence of numbers.
+
+    A sequence gives row ``i`` of every forward batch the coefficient ``coeff[i]`` (so the
+    batch must have exactly that many rows). It lets many coefficients ride as rows of
+    one forward pass.
+
+    Example:
+        >>> check_coeffs(2)
+        2.0
+        >>> check_coeffs([0, 1.5])
+        tensor([0.0000, 1.5000])
+        >>> check_coeffs([])
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidCoefficientError: coeff=[] is an empty sequence; allowed: a finite number or a non-empty 1-D sequence of them (one per batch row). Fix: pass e.g. coeff=5.0 or coeff=[0, 5.0].
+    """
+    if isinstance(coeff, Tensor) and coeff.ndim == 1 and coeff.numel() > 1:
+        coeff = coeff.tolist()
+    if isinstance(coeff, (list, tuple)):
+        if not coeff:
+            raise InvalidCoefficientError(
+                "coeff=[] is an empty sequence; allowed: a finite number or a non-empty 1-D sequence of them "
+                "(one per batch row). Fix: pass e.g. coeff=5.0 or coeff=[0, 5.0]."
+            )
+        return torch.tensor([check_coeff(c) for c in coeff], dtype=torch.float32)
+    return check_coeff(coeff)
 
 
 @dataclass
@@ -144,7 +173,7 @@ class _Steerer:
     def __init__(
         self,
         vector: SteeringVector,
-        coeff: float,
+        coeff: Union[float, Tensor],
         positions: str,
         short_prompt: str,
         tracker: _Tracker,
@@ -170,7 +199,8 @@ class _Steerer:
         if key not in self._cache:
             v = self.vector.tensor.to(device=like.device, dtype=torch.float32)
             if self.op == "add":
-                v = self.coeff * v
+                if not isinstance(self.coeff, Tensor):  # per-row coefficients scale at call time
+                    v = self.coeff * v
             else:
                 v = v / torch.linalg.vector_norm(v)
             self._cache[key] = v.to(like.dtype)
@@ -211,8 +241,20 @@ class _Steerer:
             return real & in_prompt, j
         return real & ~in_prompt, j  # "generated"
 
+    def _row_coeffs(self, batch: int, like: Tensor) -> Tensor:
+        coeffs = self.coeff
+        assert isinstance(coeffs, Tensor)
+        if coeffs.shape[0] != batch:
+            raise InvalidCoefficientError(
+                f"{coeffs.shape[0]} per-row coefficients were given but the forward batch at {self.vector.hook_name} "
+                f"has {batch} rows; allowed: one coefficient per row. Fix: pass as many coefficients as rows "
+                "(st.generate(..., coeff=[...]) arranges this for you)."
+            )
+        return coeffs.to(device=like.device, dtype=like.dtype).view(batch, 1, 1)
+
     def __call__(self, resid: Float[Tensor, "batch pos d_model"], hook: Any = None) -> Tensor:
-        if self.op in ("add", "ablate") and self.coeff == 0.0:
+        per_row = isinstance(self.coeff, Tensor)
+        if self.op in ("add", "ablate") and not per_row and self.coeff == 0.0:
             return resid
         ctx = self._context(resid)
         mask, j = self._mask(ctx, resid.device)
@@ -220,13 +262,17 @@ class _Steerer:
             return resid
         vec = self._prepared(resid)
         weight = mask.unsqueeze(-1).to(resid.dtype)  # [batch, seq, 1]
+        if per_row:
+            rows = self._row_coeffs(int(resid.shape[0]), resid)
+            if self.op in ("add", "ablate"):
+                weight = weight * rows
         if self.op == "add":
             if vec.ndim == 2:  # per-position vector, front-aligned
                 return resid + vec[j.clamp(0, vec.shape[0] - 1)] * weight
             return resid + vec * weight
         proj = einops.einsum(resid, vec, "batch seq d_model, d_model -> batch seq").unsqueeze(-1)
         if self.op == "ablate":
-            delta = -self.coeff * proj
+            delta = -proj if per_row else -self.coeff * proj
         else:  # clamp the projection to `value`
             delta = self.value - proj
         return resid + delta * weight * vec
@@ -299,6 +345,9 @@ def steer(
         vector: A :class:`SteeringVector`, or several (each at its own hook; all share ``coeff``).
         coeff: The steering coefficient ``c`` (finite; 0 leaves the model untouched). With
             ``op="ablate"`` it is the fraction of the projection removed (1 = all of it).
+            A 1-D sequence gives each batch row its own coefficient (``coeff[i]`` for row
+            ``i``; every forward batch must then have exactly ``len(coeff)`` rows), so a
+            coefficient sweep runs as one batch. Ignored by ``op="clamp"``.
         positions: ``"front"`` (paper alignment; default for per-position vectors), ``"all"``
             (every real position, generated ones included; default for single directions),
             ``"prompt"`` (prompt tokens only, never on decode steps) or ``"generated"`` (only
@@ -335,7 +384,7 @@ def steer(
             f"vector={vector!r} is not a SteeringVector; allowed: a SteeringVector or a list of them. "
             "Fix: build one with st.actadd(model, pos, neg, layer)."
         )
-    coeff = check_coeff(coeff)
+    coeff = check_coeffs(coeff)
     if op not in _OPS:
         raise InvalidArgumentError(
             f"op={op!r}; allowed: 'add', 'ablate', 'clamp'. Fix: pass one of those (ActAdd is 'add')."

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .apply import check_coeff, steer
+from .apply import check_coeffs, steer
 from .errors import ContextLengthError, EmptyPromptError, InvalidArgumentError
 from .extract import tokenize_prompt
 from .vectors import SteeringVector
@@ -138,7 +138,10 @@ def generate(
         model: A ``TransformerBridge``.
         prompts: One prompt or a list of prompts.
         vector: A :class:`SteeringVector` (or a list of them), or ``None`` for no steering.
-        coeff: Steering coefficient.
+        coeff: Steering coefficient, or a list of coefficients: then every prompt × sample is
+            generated once per coefficient, all as rows of the same batches (one ``generate``
+            call per ``batch_size`` rows instead of one call per coefficient), and the result
+            is coefficient-major: all rows of ``coeff[0]``, then of ``coeff[1]``, …
         max_new_tokens: Tokens to generate per completion.
         n: Completions per prompt.
         seed: Seed for sampling (the global RNG is left untouched); ``None`` for no seeding.
@@ -160,7 +163,8 @@ def generate(
 
     Returns:
         ``len(prompts) × n`` completions (generated text only, special tokens removed), in
-        prompt-major order: all samples of prompt 0, then of prompt 1, …
+        prompt-major order: all samples of prompt 0, then of prompt 1, … With a list of
+        ``C`` coefficients: ``C × len(prompts) × n`` completions, coefficient-major.
 
     Raises:
         EmptyPromptError: a prompt is the empty string.
@@ -179,7 +183,8 @@ def generate(
     from transformers import GenerationConfig
 
     prompts = _check_prompts(prompts)
-    coeff = check_coeff(coeff)
+    coeff = check_coeffs(coeff)
+    coeff_list = coeff.tolist() if isinstance(coeff, Tensor) else [coeff]
     max_new_tokens = _positive_int("max_new_tokens", max_new_tokens)
     n = _positive_int("n", n)
     batch_size = _positive_int("batch_size", batch_size)
@@ -202,7 +207,8 @@ def generate(
                 f"{ids.numel() + max_new_tokens} > the model's context of {n_ctx}. Fix: shorten the prompt "
                 "or lower max_new_tokens."
             )
-    rows = [ids for ids in encoded for _ in range(n)]  # prompt-major
+    rows = [ids for _ in coeff_list for ids in encoded for _ in range(n)]  # coeff-, then prompt-major
+    row_coeffs = [c for c in coeff_list for _ in encoded for _ in range(n)]
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     eos_id = tok.eos_token_id if stop_at_eos else None
     hf = getattr(model, "original_model", model)
@@ -219,7 +225,7 @@ def generate(
         bos_token_id=tok.bos_token_id,
         use_cache=bool(use_cache),
     )
-    chunks = [rows[i:i + batch_size] for i in range(0, len(rows), batch_size)]
+    chunks = [(rows[i:i + batch_size], row_coeffs[i:i + batch_size]) for i in range(0, len(rows), batch_size)]
     total_steps = len(chunks) * max_new_tokens
     show = progress if progress is not None else len(rows) * max_new_tokens >= 4096
     completions: list[str] = []
@@ -239,7 +245,7 @@ def generate(
     return completions
 
 
-def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks: list, config: Any, pad_id: int,
+def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: list, config: Any, pad_id: int,
                 device: torch.device, devices: list, seed: Optional[int], freq_penalty: float,
                 steering: dict, total_steps: int, show: bool) -> list[str]:
     from transformers import LogitsProcessorList
@@ -254,7 +260,8 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks
             torch.manual_seed(seed)
         else:
             torch.seed()  # fresh entropy: fork_rng would otherwise replay the same state each call
-        for chunk in chunks:
+        per_row = isinstance(coeff, Tensor)
+        for chunk, chunk_coeffs in chunks:
             tokens, mask = left_pad(chunk, pad_id)
             processors = LogitsProcessorList([_StepBar(bar)])
             if freq_penalty:
@@ -269,7 +276,8 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: float, chunks
             if vector is None:
                 out = hf.generate(**kwargs)
             else:
-                with steer(model, vector, coeff, **steering, _prompt_lengths=lengths):
+                row_coeff = chunk_coeffs if per_row else coeff
+                with steer(model, vector, row_coeff, **steering, _prompt_lengths=lengths):
                     out = hf.generate(**kwargs)
             new = out[:, tokens.shape[1]:].cpu()
             completions.extend(tok.batch_decode(new, skip_special_tokens=True))

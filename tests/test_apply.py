@@ -510,3 +510,43 @@ def test_short_prompt_warning_points_at_the_callers_line(tiny):
         with st.steer(tiny, vec, coeff=2.0):
             tiny(tiny.to_tokens("ab"))
     assert record[0].filename == __file__
+
+
+# ---------------------------------------------------------------- per-row coefficients
+@pytest.mark.parametrize("op", ["add", "ablate"])
+def test_per_row_coefficients_equal_one_call_per_coefficient(love, op, no_hooks):
+    model, vec = love
+    if op == "ablate":
+        vec = vec.direction("sum")
+    coeffs = [0.0, 2.0, -5.0, 20.0]
+    tokens = tokens_of(model, PROMPTS[0]).repeat(len(coeffs), 1)
+    batched = logits_steered(model, tokens, vec, coeffs, op=op)
+    for i, c in enumerate(coeffs):
+        single = logits_steered(model, tokens[:1], vec, c, op=op)
+        torch.testing.assert_close(batched[i:i + 1], single, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(batched[0], batched[3], atol=1e-3)  # the rows really differ
+    no_hooks(model)
+
+
+def test_per_row_coefficients_must_match_the_batch(love, no_hooks):
+    model, vec = love
+    tokens = tokens_of(model, PROMPTS[0]).repeat(3, 1)
+    with pytest.raises(st.InvalidCoefficientError, match="2 per-row coefficients .* has 3 rows"):
+        logits_steered(model, tokens, vec, [1.0, 2.0])
+    with pytest.raises(st.InvalidCoefficientError, match="empty sequence"):
+        logits_steered(model, tokens, vec, [])
+    with pytest.raises(st.InvalidCoefficientError, match="nan"):
+        logits_steered(model, tokens, vec, [1.0, float("nan"), 2.0])
+    no_hooks(model)
+
+
+def test_generate_with_a_coefficient_list_equals_separate_calls(love, no_hooks):
+    model, vec = love
+    kw = dict(max_new_tokens=6, do_sample=False, n=2)
+    coeffs = [0.0, 5.0, 20.0]
+    together = st.generate(model, PROMPTS[1:], vec, coeffs, batch_size=5, **kw)
+    separate = [t for c in coeffs for t in st.generate(model, PROMPTS[1:], vec, c, **kw)]
+    assert together == separate
+    assert len(together) == 3 * 2 * 2
+    assert together[:4] != together[8:]  # c = 20 changed the text
+    no_hooks(model)
