@@ -136,6 +136,44 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _parse_list(text: str, cast: Any, what: str) -> list:
+    """``"0,2,4"`` → ``[0, 2, 4]``; ``"0-3"`` (ints) → ``[0, 1, 2, 3]``; ``"all"`` → ``"all"``."""
+    if text == "all":
+        return "all"  # type: ignore[return-value]
+    out = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if cast is int and "-" in part[1:]:
+                lo, hi = part.split("-", 1) if not part.startswith("-") else part[1:].split("-", 1)
+                out += list(range(int(lo), int(hi) + 1))
+            elif part:
+                out.append(cast(part))
+    except ValueError:
+        raise SteeringError(f"--{what} {text!r} is not a list; allowed: e.g. '0,2,4'" +
+                            (", '0-17' or 'all'" if cast is int else "") + ".") from None
+    if not out:
+        raise SteeringError(f"--{what} {text!r} is empty.")
+    return out
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .analysis_report import analysis_report
+    from .models import load_model
+
+    layers = _parse_list(args.layers, int, "layers")
+    coeffs = _parse_list(args.coeffs, float, "coeffs")
+    model = load_model(args.model, device=args.device)
+    info = analysis_report(model, args.pos, args.neg, out=args.out, layers=layers, coeffs=coeffs,
+                           prompts=args.prompt, targets=args.target, n_completions=args.n,
+                           max_new_tokens=args.max_new_tokens, model_name=args.model, seed=args.seed)
+    best = info["best"]
+    stages = ", ".join(f"{k} {v:.0f} s" for k, v in info["seconds"].items())
+    print(f"best: layer {best['layer']}, c = {best['coeff']:g}, effect size d = {best['effect']:.2f}")
+    print(f"wrote {info['path']} ({info['figures']} figures; {stages})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``steer`` command."""
     parser = argparse.ArgumentParser(
@@ -182,6 +220,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=40, help="tokens per completion (default 40)")
     p.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
     p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("report", help="layer × coefficient sweep, lenses, KL: one self-contained HTML page")
+    p.add_argument("--model", default=DEFAULT_MODEL, help=f"model (default {DEFAULT_MODEL})")
+    p.add_argument("--pos", required=True, help="p+, e.g. ' weddings' or 'Love'")
+    p.add_argument("--neg", required=True, help="p-, e.g. '' or 'Hate'")
+    p.add_argument("--layers", default="all", help="layers to sweep: 'all', '0-17' or '2,4,6' (default all)")
+    p.add_argument("--coeffs", default="0,2,4,8,16", help="coefficients (default 0,2,4,8,16)")
+    p.add_argument("--prompt", action="append", default=None, help="prompt to measure on (repeatable; default 4 neutral openings)")
+    p.add_argument("--target", action="append", default=None, help="target token of the effect metric (repeatable; default: p+'s word)")
+    p.add_argument("--n", type=int, default=2, help="steered and unsteered completions in the token view (default 2)")
+    p.add_argument("--max-new-tokens", type=int, default=24, help="their length (default 24)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
+    p.add_argument("--device", default=None, help="cpu / cuda (default: cuda if available)")
+    p.add_argument("--out", default="steering-report.html", help="HTML file to write (default steering-report.html)")
+    p.set_defaults(func=_cmd_report)
     return parser
 
 

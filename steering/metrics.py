@@ -140,8 +140,16 @@ def _forward_logprobs(
     steering: dict,
     batch_size: int,
     bar: Any = None,
+    last_only: bool = False,
 ) -> list[Float[Tensor, "pos d_vocab"]]:
-    """Log-probabilities at every position of each sequence (rows steered with their own coefficient)."""
+    """Log-probabilities at every position of each sequence (rows steered with their own coefficient).
+
+    With ``last_only`` only the last position's distribution is computed (left padding and
+    ``logits_to_keep=1``: the unembedding, the costliest matmul of small models, runs once
+    per row), returned as ``[1, d_vocab]`` per sequence.
+    """
+    from .generation import left_pad
+
     hf = model.original_model
     device = next(hf.parameters()).device
     tok = model.tokenizer
@@ -150,15 +158,21 @@ def _forward_logprobs(
     with torch.no_grad():
         for i in range(0, len(seqs), batch_size):
             chunk = list(seqs[i : i + batch_size])
-            tokens, mask = _right_pad(chunk, pad_id)
-            kwargs = dict(input_ids=tokens.to(device), attention_mask=mask.to(device))
+            tokens, mask = left_pad(chunk, pad_id) if last_only else _right_pad(chunk, pad_id)
+            kwargs: dict = dict(input_ids=tokens.to(device), attention_mask=mask.to(device))
+            if last_only:  # left padding: positions count from each row's first real token, as in generate
+                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0).to(device)
+                kwargs["logits_to_keep"] = 1
             if vector is None or coeffs is None:
                 logits = hf(**kwargs).logits
             else:
                 with steer(model, vector, list(coeffs[i : i + batch_size]), **steering):
                     logits = hf(**kwargs).logits
-            logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-            out += [logp[j, : s.numel()] for j, s in enumerate(chunk)]
+            if last_only:
+                out += list(torch.log_softmax(logits[:, -1:].float(), dim=-1).cpu().unbind(0))
+            else:
+                logp = torch.log_softmax(logits.float(), dim=-1).cpu()
+                out += [logp[j, : s.numel()] for j, s in enumerate(chunk)]
             if bar is not None:
                 bar.update(len(chunk))
     return out
