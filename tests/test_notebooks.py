@@ -2,38 +2,30 @@
 
 Each notebook runs in a fresh kernel whose interpreter is *this* Python (``sys.executable``),
 so it sees the same virtualenv and the editable ``steering`` package as pytest does,
-whatever ``python3`` kernelspecs the machine has. The kernelspec is written to a temporary
-directory; the executed notebook is written to a temporary directory too, never into the repo.
+whatever ``python3`` kernelspecs the machine has. The runner is ``execute_notebook`` in
+``tools/docs_site.py``, shared with the documentation site. The executed copies go to the
+git-ignored ``build/executed-notebooks/``, never into ``notebooks/``; ``tests/test_site.py``
+(which runs after this file) renders those copies into the site instead of executing the
+notebooks a second time.
 """
 
-import json
 import sys
 from pathlib import Path
 
 import pytest
 
 nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
+pytest.importorskip("nbclient")
 pytest.importorskip("ipykernel")
 
-NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
-NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("*.ipynb"))
-KERNEL_NAME = "python3"
-CELL_TIMEOUT_S = 600
-PLOTLY_MIME = "application/vnd.plotly.v1+json"
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+import docs_site  # noqa: E402  (tools/ is not a package)
 
-
-@pytest.fixture(scope="module")
-def kernel_spec_manager(tmp_path_factory):
-    """A KernelSpecManager that only knows a ``python3`` kernel running ``sys.executable``."""
-    from ipykernel.kernelspec import write_kernel_spec
-    from jupyter_client.kernelspec import KernelSpecManager
-
-    kernels = tmp_path_factory.mktemp("kernels")
-    spec_dir = Path(write_kernel_spec(str(kernels / KERNEL_NAME)))
-    argv = json.loads((spec_dir / "kernel.json").read_text())["argv"]
-    assert argv[0] == sys.executable, argv
-    return KernelSpecManager(kernel_dirs=[str(kernels)], ensure_native_kernel=False)
+NOTEBOOK_DIR = docs_site.NOTEBOOK_DIR
+NOTEBOOKS = docs_site.notebooks()
+PLOTLY_MIME = docs_site.PLOTLY_MIME
+MAX_SECONDS = 180  # a guard against slow notebooks; they take 20-70 s on 2 CPU cores
 
 
 def _plotly_outputs(nb) -> list:
@@ -67,31 +59,25 @@ def test_notebooks_stored_without_outputs():
         assert not dirty, f"{path.name}: code cells {dirty} have stored outputs; clear them before committing"
 
 
+def test_hidden_cells_are_explained():
+    """A collapsed code cell (an exercise's solution) follows a markdown cell that says so."""
+    for path in NOTEBOOKS:
+        cells = nbformat.read(path, as_version=4).cells
+        for i, cell in enumerate(cells):
+            if cell.cell_type == "code" and cell.metadata.get("jupyter", {}).get("source_hidden"):
+                assert i > 0 and cells[i - 1].cell_type == "markdown", f"{path.name}: hidden cell {i} unexplained"
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
-def test_notebook_executes(path, kernel_spec_manager, tmp_path):
-    from jupyter_client.manager import KernelManager
-
-    nb = nbformat.read(path, as_version=4)
-    # Record the kernel's interpreter in a probe cell appended to this in-memory copy.
-    probe = nbformat.v4.new_code_cell("import sys; print(sys.executable, end='')")
-    nb.cells.append(probe)
-
-    km = KernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_spec_manager)
-    client = nbclient.NotebookClient(
-        nb,
-        km=km,
-        kernel_name=KERNEL_NAME,
-        timeout=CELL_TIMEOUT_S,
-        resources={"metadata": {"path": str(path.parent)}},  # run in the notebook's folder
-    )
-    try:
-        client.execute()
-    finally:
-        nbformat.write(nb, tmp_path / path.name)  # executed copy, for inspection; never into the repo
+def test_notebook_executes(path):
+    result = docs_site.execute_notebook(path)  # raises on a cell error; the copy is written either way
+    nb = result.nb
 
     assert not _errors(nb), _errors(nb)
-    printed = "".join(out.get("text", "") for out in nb.cells[-1].outputs if out.get("output_type") == "stream")
-    assert Path(printed) == Path(sys.executable), f"kernel ran {printed!r}, pytest runs {sys.executable!r}"
-    if path.name == "01_quickstart.ipynb":
-        assert _plotly_outputs(nb), "the quickstart should display at least one Plotly figure"
+    assert docs_site.is_fresh(path), f"{result.path} does not record {path.name}'s digest"
+    assert Path(result.kernel_python) == Path(sys.executable), (
+        f"kernel ran {result.kernel_python!r}, pytest runs {sys.executable!r}"
+    )
+    assert _plotly_outputs(nb), f"{path.name} should display at least one Plotly figure"
+    assert result.seconds < MAX_SECONDS, f"{path.name} took {result.seconds:.0f} s (budget {MAX_SECONDS} s)"

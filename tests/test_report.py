@@ -270,3 +270,22 @@ def test_chromium_check_catches_broken_pages(tmp_path):
     assert dom.rendered == str(N_FIGURES - 1)
     assert "js-plotly-plot" not in dom.figures[1]
     assert all("main-svg" in dom.figures[i] for i in range(N_FIGURES) if i != 1)
+
+
+def test_steer_report_page_renders_in_chromium(tmp_path, any_tiny):
+    """A page written by the real analysis pipeline (tiny model) renders every figure with no JS errors."""
+    import warnings
+
+    from steering.analysis_report import analysis_report
+
+    browser = _browser()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.SteeringWarning)
+        info = analysis_report(any_tiny, "love", "hate", out=tmp_path / "report.html", layers="all", coeffs=[2, 4],
+                               prompts=["I think that", "we will go to"], kl_prompts=["a quiet day in town"],
+                               max_new_tokens=4)
+    dom = _render(browser, info["path"], tmp_path / "profile")
+    assert dom.errors == "", f"JavaScript errors in the page:\n{dom.errors}"
+    assert len(dom.figures) == info["figures"] == 7
+    assert all("main-svg" in classes for classes in dom.figures)
+    assert dom.rendered == "7"
