@@ -105,7 +105,11 @@ def analysis_report(
     from .sweeps import Metric, effect_sizes, sweep
 
     prompts = list(prompts or DEFAULT_REPORT_PROMPTS)
-    targets = list(targets or default_targets(pos))
+    if not targets:  # p+'s word, keeping only the variants that are one token
+        candidates = default_targets(pos)
+        single = [t for t in candidates if len(model.tokenizer.encode(t, add_special_tokens=False)) == 1]
+        targets = single or candidates[:1]
+    targets = list(targets)
     kl_prompts = list(kl_prompts or NEUTRAL_TEXTS[:4])
     seconds: dict = {}
     t = time.perf_counter()
