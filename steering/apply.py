@@ -309,6 +309,39 @@ def _hf_module(model: Any) -> Any:
     return getattr(model, "original_model", model)
 
 
+def _plain_target(model: Any, plan: Sequence[tuple[SteeringVector, str]]) -> Optional[Any]:
+    """The unbridged twin when every vector sits at a block boundary (see :mod:`steering.fast`)."""
+    from .fast import FAST_HOOKS, plain_model
+
+    if not all(vec.hook in FAST_HOOKS and vec.layer is not None for vec, _ in plan):
+        return None
+    return plain_model(model)
+
+
+def _hook_plain_layer(plain: Any, vec: SteeringVector, fn: "_Steerer") -> Any:
+    """Register ``fn`` on the twin's decoder layer: on its input (resid_pre) or output (resid_post)."""
+    from .fast import decoder_layers
+
+    layer = decoder_layers(plain)[vec.layer]
+    if vec.hook == "resid_pre":
+
+        def pre(module: Any, args: tuple, kwargs: dict) -> Any:
+            if args:
+                return (fn(args[0]),) + tuple(args[1:]), kwargs
+            kwargs = dict(kwargs)
+            kwargs["hidden_states"] = fn(kwargs["hidden_states"])
+            return args, kwargs
+
+        return layer.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (fn(output[0]),) + tuple(output[1:])
+        return fn(output)
+
+    return layer.register_forward_hook(post, with_kwargs=True)
+
+
 def active_hooks(model: Any) -> int:
     """Count forward hooks currently attached to ``model``'s hook points and HF module.
 
@@ -323,6 +356,9 @@ def active_hooks(model: Any) -> int:
     count = sum(len(hp._forward_hooks) for hp in set(model.hook_dict.values()))
     hf = _hf_module(model)
     count += len(hf._forward_pre_hooks) + len(hf._forward_hooks)
+    plain = getattr(model, "_steering_plain_model", None)
+    if plain:
+        count += sum(len(m._forward_pre_hooks) + len(m._forward_hooks) for m in plain.modules())
     return count
 
 
@@ -337,6 +373,7 @@ def steer(
     value: Any = None,
     short_prompt: str = "truncate",
     _prompt_lengths: Optional[Tensor] = None,
+    _plain: bool = False,
 ) -> Iterator[None]:
     """Steer every forward pass inside the block: add ``coeff · vector`` (or ablate / clamp a direction).
 
@@ -436,7 +473,8 @@ def steer(
         plan.append((vec, pos))
 
     tracker = _Tracker()
-    hf = _hf_module(model)
+    plain = _plain_target(model, plan) if _plain else None
+    hf = plain if plain is not None else _hf_module(model)
     handles: list[tuple[Any, Any]] = []
     torch_handles = []
     try:
@@ -444,6 +482,9 @@ def steer(
         torch_handles.append(hf.register_forward_hook(tracker.post_hook, with_kwargs=True, always_call=True))
         for vec, pos in plan:
             fn = _Steerer(vec, coeff, pos, short_prompt, tracker, _prompt_lengths, op=op, value=value)
+            if plain is not None:
+                torch_handles.append(_hook_plain_layer(plain, vec, fn))
+                continue
             hook_point = model.hook_dict[vec.hook_name]
             handles.append((hook_point, hook_point.add_hook(fn, dir="fwd")))
         yield

@@ -18,6 +18,7 @@ Example:
 """
 
 import math
+import os
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -101,6 +102,18 @@ def _check_prompts(prompts: Union[str, Sequence[str]]) -> list[str]:
             )
         out.append(p)
     return out
+
+
+def _fast_target(model: Any, vector: Any) -> Any:
+    """The unbridged twin (:mod:`steering.fast`) when it can serve this call, else ``None``."""
+    from .fast import FAST_HOOKS, plain_model
+
+    if os.environ.get("STEERING_FAST", "1") == "0":
+        return None
+    vectors = [] if vector is None else [vector] if isinstance(vector, SteeringVector) else list(vector)
+    if not all(isinstance(v, SteeringVector) and v.hook in FAST_HOOKS and v.layer is not None for v in vectors):
+        return None
+    return plain_model(model)
 
 
 def _positive_int(name: str, value: Any) -> int:
@@ -212,6 +225,9 @@ def generate(
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
     eos_id = tok.eos_token_id if stop_at_eos else None
     hf = getattr(model, "original_model", model)
+    fast = _fast_target(model, vector)
+    if fast is not None:
+        hf = fast
     device = next(hf.parameters()).device
     config = GenerationConfig(
         max_new_tokens=max_new_tokens,
@@ -261,6 +277,7 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
         else:
             torch.seed()  # fresh entropy: fork_rng would otherwise replay the same state each call
         per_row = isinstance(coeff, Tensor)
+        fast_path = hf is not getattr(model, "original_model", model)
         for chunk, chunk_coeffs in chunks:
             tokens, mask = left_pad(chunk, pad_id)
             processors = LogitsProcessorList([_StepBar(bar)])
@@ -277,7 +294,7 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
                 out = hf.generate(**kwargs)
             else:
                 row_coeff = chunk_coeffs if per_row else coeff
-                with steer(model, vector, row_coeff, **steering, _prompt_lengths=lengths):
+                with steer(model, vector, row_coeff, **steering, _prompt_lengths=lengths, _plain=fast_path):
                     out = hf.generate(**kwargs)
             new = out[:, tokens.shape[1]:].cpu()
             completions.extend(tok.batch_decode(new, skip_special_tokens=True))

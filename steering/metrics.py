@@ -150,7 +150,10 @@ def _forward_logprobs(
     """
     from .generation import left_pad
 
-    hf = model.original_model
+    from .generation import _fast_target
+
+    fast = _fast_target(model, vector)  # the unbridged twin when the vector sits at a block boundary
+    hf = fast if fast is not None else model.original_model
     device = next(hf.parameters()).device
     tok = model.tokenizer
     pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -166,7 +169,7 @@ def _forward_logprobs(
             if vector is None or coeffs is None:
                 logits = hf(**kwargs).logits
             else:
-                with steer(model, vector, list(coeffs[i : i + batch_size]), **steering):
+                with steer(model, vector, list(coeffs[i : i + batch_size]), **steering, _plain=fast is not None):
                     logits = hf(**kwargs).logits
             if last_only:
                 out += list(torch.log_softmax(logits[:, -1:].float(), dim=-1).cpu().unbind(0))

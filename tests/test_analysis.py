@@ -58,8 +58,8 @@ def test_off_target_kl_masks_steered_positions_and_matches_by_hand(vec):
             start = 5  # the 5 steered positions are masked
             assert float(per_pos[:start].max()) > 0  # (they do differ there)
             row = table[(table.prompt == text) & (table.coeff == c)].iloc[0]
-            assert row.kl == pytest.approx(float(per_pos[start:].mean()), rel=1e-4, abs=1e-7)
-            assert row.kl_max == pytest.approx(float(per_pos[start:].max()), rel=1e-4, abs=1e-7)
+            assert row.kl == pytest.approx(float(per_pos[start:].mean()), rel=1e-3, abs=2e-6)  # fast path: sdpa vs the bridge's eager kernels
+            assert row.kl_max == pytest.approx(float(per_pos[start:].max()), rel=1e-3, abs=2e-6)  # fast path: sdpa vs the bridge's eager kernels
             assert row.n_positions == tokens.numel() - start
     assert (table[table.coeff == 0]["kl"] == 0.0).all()
 

@@ -428,10 +428,14 @@ def test_hooks_are_removed_when_a_logits_processor_raises_mid_generation(love, m
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+@pytest.mark.parametrize("fast", ["1", "0"])
 @pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
-def test_hooks_are_removed_when_hf_generate_raises(love, monkeypatch, error, no_hooks):
+def test_hooks_are_removed_when_hf_generate_raises(love, monkeypatch, error, fast, no_hooks):
+    from steering.fast import plain_model
+
     model, vec = love
-    hf = model.original_model
+    monkeypatch.setenv("STEERING_FAST", fast)
+    hf = plain_model(model) if fast == "1" else model.original_model  # the model generate runs on
     seen = []
 
     def failing_generate(input_ids, attention_mask, **kwargs):

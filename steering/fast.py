@@ -1,0 +1,151 @@
+"""The fast path: the unbridged Hugging Face model, sharing the bridge's weights.
+
+TransformerLens 4's bridge wraps every HF module so its hook points fire; generation
+through it costs ~0.6× plain HF speed on small models (``../shared/guide``). ActAdd only
+needs the residual stream at block boundaries, which the plain HF model exposes as the
+input (``hook_resid_pre``) and output (``hook_resid_post``) of each decoder layer. So
+:func:`plain_model` builds that model once per bridge — a second module tree whose
+parameters and buffers *are* the bridge's tensors (no copy, no extra weight memory) —
+and :func:`steering.steer` hooks its decoder layers directly when every vector sits at
+``resid_pre`` / ``resid_post``. Anything else (``attn_out``, ``mlp_out``, ``resid_mid``,
+analysis with ``run_with_cache``) keeps using the bridge's hook points.
+
+The two paths compute the same function: the tests check steered logits and greedy
+generations against the bridge's hook points.
+
+Example:
+    >>> from steering.testing import tiny_model
+    >>> model = tiny_model()
+    >>> plain = plain_model(model)
+    >>> plain is plain_model(model)  # built once, cached on the bridge
+    True
+    >>> shares_weights(model, plain)
+    True
+"""
+
+import copy
+from typing import Any, Optional
+
+import torch
+
+__all__ = ["plain_model", "decoder_layers", "shares_weights", "FAST_HOOKS"]
+
+#: Hook kinds the fast path serves (block input and output).
+FAST_HOOKS = ("resid_pre", "resid_post")
+
+_ATTR = "_steering_plain_model"
+
+
+def _strip(name: str) -> str:
+    return name.replace("._original_component", "").replace("_original_component.", "")
+
+
+def _assign(root: torch.nn.Module, dotted: str, tensor: torch.Tensor, kind: str) -> bool:
+    *path, leaf = dotted.split(".")
+    module = root
+    for part in path:
+        if not hasattr(module, part):
+            return False
+        module = getattr(module, part)
+    store = module._parameters if kind == "param" else module._buffers
+    if leaf not in store:
+        return False
+    store[leaf] = tensor
+    return True
+
+
+def plain_model(model: Any) -> Optional[torch.nn.Module]:
+    """The unbridged HF model sharing ``model``'s weights, built on first use (``None`` if impossible).
+
+    Built on the meta device, then every parameter and buffer is pointed at the bridge's
+    own tensor. Its config is a copy using the library's default attention kernel
+    (``sdpa`` where available), like a plain ``from_pretrained`` model.
+    """
+    cached = getattr(model, _ATTR, None)
+    if cached is not None:
+        return cached or None
+    hf = getattr(model, "original_model", None)
+    twin = None
+    try:
+        twin = _build(hf)
+    except Exception:  # an architecture we cannot mirror: the bridge path still works
+        twin = None
+    object.__setattr__(model, _ATTR, twin if twin is not None else False)
+    return twin
+
+
+def _build(hf: Any) -> Optional[torch.nn.Module]:
+    if hf is None:
+        return None
+    config = copy.deepcopy(hf.config)
+    if hasattr(config, "_attn_implementation_internal"):
+        config._attn_implementation_internal = None
+    cls = type(hf)
+    with torch.device("meta"):
+        try:
+            twin = cls._from_config(config)
+        except Exception:
+            twin = cls(config)
+    missing = []
+    for name, param in hf.named_parameters(remove_duplicate=False):
+        if not _assign(twin, _strip(name), param, "param"):
+            missing.append(name)
+    for name, buf in hf.named_buffers(remove_duplicate=False):
+        _assign(twin, _strip(name), buf, "buffer")
+    leftovers = [n for n, t in list(twin.named_parameters()) + list(twin.named_buffers()) if t.is_meta]
+    if missing or leftovers:
+        # tied weights (lm_head ↔ embeddings) may appear under one name only: tie, then re-check
+        if hasattr(twin, "tie_weights"):
+            twin.tie_weights()
+        leftovers = [n for n, t in list(twin.named_parameters()) + list(twin.named_buffers()) if t.is_meta]
+        for name in leftovers:  # non-persistent buffers the bridge keeps elsewhere (e.g. rotary inv_freq)
+            src = _find_buffer(hf, name)
+            if src is None or not _assign(twin, name, src, "buffer"):
+                return None
+    twin.eval()
+    twin.requires_grad_(False)
+    if getattr(hf, "generation_config", None) is not None:
+        twin.generation_config = hf.generation_config
+    if decoder_layers(twin) is None:
+        return None
+    return twin
+
+
+def _find_buffer(hf: Any, stripped: str) -> Optional[torch.Tensor]:
+    for name, buf in hf.named_buffers(remove_duplicate=False):
+        if _strip(name) == stripped:
+            return buf
+    return None
+
+
+def decoder_layers(plain: torch.nn.Module) -> Optional[torch.nn.ModuleList]:
+    """The model's decoder-layer list (``model.layers`` for Llama/Gemma, ``transformer.h`` for GPT-2).
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> len(decoder_layers(plain_model(tiny_model())))
+        2
+    """
+    n = getattr(plain.config, "num_hidden_layers", None) or getattr(plain.config, "n_layer", None)
+    for candidate in ("model.layers", "transformer.h", "model.decoder.layers", "gpt_neox.layers"):
+        module: Any = plain
+        for part in candidate.split("."):
+            module = getattr(module, part, None)
+            if module is None:
+                break
+        if isinstance(module, torch.nn.ModuleList) and (n is None or len(module) == n):
+            return module
+    return None
+
+
+def shares_weights(model: Any, plain: torch.nn.Module) -> bool:
+    """True when every parameter of ``plain`` is the very tensor storage of one of the bridge's.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> m = tiny_model()
+        >>> shares_weights(m, plain_model(m))
+        True
+    """
+    ours = {p.data_ptr() for p in model.original_model.parameters()}
+    return all(p.data_ptr() in ours for p in plain.parameters())

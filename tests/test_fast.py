@@ -1,0 +1,87 @@
+"""The fast path (the unbridged HF twin) computes exactly what the bridge's hook points compute."""
+
+import pytest
+import torch
+
+import steering as st
+from steering.extract import tokenize_prompt
+from steering.fast import decoder_layers, plain_model, shares_weights
+
+PROMPTS = ["I went up to my friend and said", "Hello there, you", "abcdefghijk"]
+
+
+def test_twin_shares_every_weight_and_is_built_once(any_tiny):
+    plain = plain_model(any_tiny)
+    assert plain is plain_model(any_tiny)
+    assert shares_weights(any_tiny, plain)
+    assert len(decoder_layers(plain)) == any_tiny.cfg.n_layers
+    assert not any(t.is_meta for t in list(plain.parameters()) + list(plain.buffers()))
+    before = [p.detach().clone() for p in any_tiny.original_model.parameters()][0]
+    with torch.no_grad():
+        next(plain.parameters()).add_(1.0)  # a change through the twin is a change of the bridge's weights
+        assert torch.equal(next(any_tiny.original_model.parameters()), before + 1.0)
+        next(plain.parameters()).sub_(1.0)
+
+
+@pytest.mark.parametrize("hook", ["resid_pre", "resid_post"])
+@pytest.mark.parametrize("layer", [0, 1])
+def test_twin_steered_logits_equal_bridge_hook_points(any_tiny, hook, layer, no_hooks):
+    model = any_tiny
+    vec = st.actadd(model, "Love you", "Hate", layer=layer, hook=hook)
+    tokens = tokenize_prompt(model, PROMPTS[0]).unsqueeze(0)
+    with torch.no_grad():
+        with st.steer(model, vec, [4.0]):
+            bridged = model.original_model(input_ids=tokens).logits
+        with st.steer(model, vec, [4.0], _plain=True):
+            fast = plain_model(model)(input_ids=tokens).logits
+        plain_unsteered = plain_model(model)(input_ids=tokens).logits
+    torch.testing.assert_close(fast, bridged, atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(fast, plain_unsteered, atol=1e-3)
+    no_hooks(model)
+
+
+@pytest.mark.parametrize("kw", [
+    dict(coeff=20.0),
+    dict(coeff=[0.0, 5.0, 20.0]),
+    dict(coeff=20.0, use_cache=False),
+    dict(coeff=3.0, direction=True, positions="all"),
+    dict(coeff=1.0, direction=True, op="ablate"),
+    dict(coeff=1.0, direction=True, op="clamp", value=2.0),
+    dict(coeff=3.0, direction=True, positions="generated"),
+])
+def test_fast_generation_equals_the_bridge_path(any_tiny, kw, monkeypatch, no_hooks):
+    model = any_tiny
+    kw = dict(kw)
+    vec = st.actadd(model, "I love you!", "I hate you", layer=1)
+    if kw.pop("direction", False):
+        vec = vec.direction()
+    args = dict(max_new_tokens=8, do_sample=False, n=1, **kw)
+    monkeypatch.setenv("STEERING_FAST", "1")
+    fast = st.generate(model, PROMPTS, vec, **args)
+    monkeypatch.setenv("STEERING_FAST", "0")
+    bridged = st.generate(model, PROMPTS, vec, **args)
+    assert fast == bridged
+    no_hooks(model)
+
+
+def test_other_hooks_stay_on_the_bridge(any_tiny, monkeypatch):
+    """A vector at mlp_out cannot use the twin; generation still steers through the hook points."""
+    model = any_tiny
+    vec = st.actadd(model, "I love you!", "I hate you", layer=1, hook="mlp_out")
+    calls = []
+    hp = model.hook_dict[vec.hook_name]
+    hp.add_hook(lambda t, hook: calls.append(1), dir="fwd")
+    try:
+        st.generate(model, PROMPTS[:1], vec, 5.0, max_new_tokens=3, do_sample=False)
+    finally:
+        hp.remove_hooks("fwd")
+    assert calls  # the bridge ran
+
+
+def test_active_hooks_counts_hooks_on_the_twin(any_tiny, no_hooks):
+    model = any_tiny
+    vec = st.actadd(model, "ab", "", layer=0)
+    plain_model(model)
+    with st.steer(model, vec, 1.0, _plain=True):
+        assert st.active_hooks(model) == 3  # tracker pre + post, one layer hook
+    no_hooks(model)
