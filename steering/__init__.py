@@ -76,6 +76,7 @@ _LAZY = {
     "sweep": "sweeps",
     "effect_sizes": "sweeps",
     "Metric": "sweeps",
+    "vllm_interventions": "scaling",
     "WEDDING_WORDS": "sweeps",
     "norm_figure": "plots",
     "token_scores_figure": "plots",
@@ -114,6 +115,7 @@ __all__ = [
     "steer",
     "generate",
     "active_hooks",
+    "vllm_interventions",
     # analysis and plots
     "norm_profile",
     "norm_diagnostics",

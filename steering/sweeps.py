@@ -159,6 +159,7 @@ def sweep(
     max_new_tokens: int = 30,
     seed: Optional[int] = 0,
     batch_size: int = 32,
+    reuse: bool = True,
     progress: Optional[bool] = None,
 ) -> Any:
     """Measure an ActAdd prompt pair at every layer × coefficient on a set of prompts.
@@ -180,6 +181,9 @@ def sweep(
         max_new_tokens: Tokens per completion for sampled metrics.
         seed: Sampling seed.
         batch_size: Rows per forward / generate batch.
+        reuse: For next-token metrics at ``resid_pre``, run the unsteered layers below each
+            steered layer once and resume there (checked against a full pass first; falls
+            back to full passes if the check fails). ``False`` always runs full passes.
         progress: Show a progress bar (default: yes for long sweeps).
 
     Returns:
@@ -250,8 +254,14 @@ def sweep(
 
     with _progress(work, "sweep", progress if progress is not None else (work >= 64 or bool(sampled))) as bar:
         # the unsteered baseline, shared by every layer
-        base_prompt = (_forward_logprobs(model, prompt_ids, None, None, {}, batch_size, bar, last_only=True)
-                       if forward else [])
+        resume = _resumable(model, prompt_ids, vectors, hook) if forward and reuse else None
+        if resume is not None:
+            base_prompt = [torch.log_softmax(row, -1).unsqueeze(0) for row in resume.base_logits.cpu()]
+            if bar is not None:
+                bar.update(len(prompt_ids))
+        else:
+            base_prompt = (_forward_logprobs(model, prompt_ids, None, None, {}, batch_size, bar, last_only=True)
+                           if forward else [])
         base_kl = {name: _forward_logprobs(model, seqs, None, None, {}, batch_size, bar) for name, seqs in kl_ids.items()}
         baseline: dict = {m.name: [_next_token_values(m, lp[-1], ids) for lp in base_prompt] for m in forward}
         for m in kls:
@@ -265,9 +275,12 @@ def sweep(
                 continue
             per_coeff: dict = {c: {} for c in steered_coeffs}
             if forward:
-                seqs = [s for _ in steered_coeffs for s in prompt_ids]
-                rc = [c for c in steered_coeffs for _ in prompt_ids]
-                logps = _forward_logprobs(model, seqs, vec, rc, {}, batch_size, bar, last_only=True)
+                if resume is not None:  # below the steered layer nothing changes: resume there
+                    logps = _resumed_logprobs(resume, vec, steered_coeffs, batch_size, bar)
+                else:
+                    seqs = [s for _ in steered_coeffs for s in prompt_ids]
+                    rc = [c for c in steered_coeffs for _ in prompt_ids]
+                    logps = _forward_logprobs(model, seqs, vec, rc, {}, batch_size, bar, last_only=True)
                 for ci, c in enumerate(steered_coeffs):
                     chunk = logps[ci * len(prompts) : (ci + 1) * len(prompts)]
                     for m in forward:
@@ -294,6 +307,59 @@ def sweep(
                 value_rows(vec.layer, vec.hook_name, c, per_coeff[c])
     table = pd.DataFrame(rows, columns=["layer", "hook", "coeff", "prompt", "metric", "value"])
     return table.sort_values(["metric", "layer", "coeff"], kind="stable").reset_index(drop=True)
+
+
+def _resumable(model: Any, prompt_ids: list, vectors: list, hook: str) -> Any:
+    """A :class:`~steering.fast.ResumableForward` of the prompts when the fast path can serve the sweep."""
+    from .fast import ResumableForward
+    from .generation import _fast_target, left_pad
+
+    if hook != "resid_pre" or not vectors:
+        return None
+    plain = _fast_target(model, vectors[0])
+    if plain is None:
+        return None
+    tok = model.tokenizer
+    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    tokens, mask = left_pad(prompt_ids, pad_id)
+    device = next(plain.parameters()).device
+    try:
+        resume = ResumableForward(plain, tokens.to(device), mask.to(device))
+    except Exception:  # noqa: BLE001 - an architecture we cannot resume: full passes instead
+        return None
+    layers = sorted({v.layer for v in vectors})
+    return resume if resume.check(layers[0]) and resume.check(layers[-1]) else None
+
+
+def _resumed_logprobs(resume: Any, vec: Any, coeffs: list, batch_size: int, bar: Any) -> list:
+    """Last-position log-probs of ``coeffs × prompts`` rows (coefficient-major), resumed at the vector's layer."""
+    from .errors import warn_user
+
+    mask = resume.mask.cpu()
+    n_rows, seq = mask.shape
+    first = torch.argmax(mask, dim=1)
+    lengths = mask.sum(dim=1)
+    tensor = vec.tensor.float()
+    n_vec = tensor.shape[0]
+    if bool((lengths < n_vec).any()):
+        warn_user(
+            f"a prompt has {int(lengths.min())} tokens (BOS included), fewer than the vector's {n_vec} positions: only "
+            f"its first {int(lengths.min())} positions are added (short_prompt='truncate')."
+        )
+    template = torch.zeros(n_rows, seq, tensor.shape[1])
+    for i in range(n_rows):
+        k = int(min(n_vec, lengths[i]))
+        template[i, int(first[i]) : int(first[i]) + k] = tensor[:k]
+    per_group = max(1, batch_size // max(n_rows, 1))
+    out: list = []
+    for g in range(0, len(coeffs), per_group):
+        group = coeffs[g : g + per_group]
+        add = torch.cat([c * template for c in group]).to(resume.base_logits.device)
+        logits = resume.last_logits(vec.layer, times=len(group), add=add)
+        out += [row.unsqueeze(0) for row in torch.log_softmax(logits, -1).cpu()]
+        if bar is not None:
+            bar.update(len(group) * n_rows)
+    return out
 
 
 def _cohens_d(steered: np.ndarray, base: np.ndarray) -> np.ndarray:

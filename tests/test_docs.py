@@ -72,3 +72,11 @@ def test_every_public_name_has_a_docstring_with_an_example():
         if ">>>" not in doc:
             lacking.append(name)
     assert not lacking, f"public names without a docstring example: {lacking}"
+
+
+def test_home_page_api_table_lists_every_public_name():
+    import steering
+
+    text = (ROOT / "docs" / "index.md").read_text(encoding="utf-8")
+    missing = [name for name in steering.__all__ if f"`{name}`" not in text]
+    assert not missing, f"docs/index.md's API table lacks {missing}"

@@ -85,3 +85,31 @@ def test_active_hooks_counts_hooks_on_the_twin(any_tiny, no_hooks):
     with st.steer(model, vec, 1.0, _plain=True):
         assert st.active_hooks(model) == 3  # tracker pre + post, one layer hook
     no_hooks(model)
+
+
+def test_resumed_sweep_equals_full_passes(any_tiny):
+    prompts = ["I think that it", "we will go to the", "ab"]  # "ab" is shorter than the vector: truncated
+    kw = dict(layers="all", coeffs=[2.0, -3.0, 6.0], metrics=[st.Metric("logprob", targets=["l", "o"])])
+    with pytest.warns(st.SteeringWarning):
+        resumed = st.sweep(any_tiny, "love", "hate", prompts, reuse=True, batch_size=4, **kw)
+    with pytest.warns(st.SteeringWarning):
+        full = st.sweep(any_tiny, "love", "hate", prompts, reuse=False, **kw)
+    assert resumed[["layer", "coeff", "prompt"]].equals(full[["layer", "coeff", "prompt"]])
+    assert resumed.value.tolist() == pytest.approx(full.value.tolist(), abs=1e-4)
+    assert resumed.value.nunique() > 3
+
+
+def test_resumable_forward_reproduces_the_full_pass(any_tiny):
+    from steering.fast import ResumableForward
+    from steering.generation import left_pad
+
+    seqs = [tokenize_prompt(any_tiny, t) for t in ("hello there you", "ab", "the cat sat on the mat")]
+    ids, mask = left_pad(seqs, any_tiny.tokenizer.pad_token_id)
+    resume = ResumableForward(plain_model(any_tiny), ids, mask)
+    assert all(resume.check(layer) for layer in range(any_tiny.cfg.n_layers))
+    with torch.no_grad():
+        full = plain_model(any_tiny)(input_ids=ids, attention_mask=mask,
+                                     position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits[:, -1]
+    torch.testing.assert_close(resume.base_logits, full, atol=1e-5, rtol=1e-5)
+    resume.inputs[1] = (resume.inputs[1][0] * 2, *resume.inputs[1][1:])  # corrupt: the check must notice
+    assert not resume.check(1)

@@ -81,3 +81,27 @@ def test_notebook_executes(path):
     )
     assert _plotly_outputs(nb), f"{path.name} should display at least one Plotly figure"
     assert result.seconds < MAX_SECONDS, f"{path.name} took {result.seconds:.0f} s (budget {MAX_SECONDS} s)"
+    assert not _live_kernels(), "the notebook's kernel was left running"
+
+
+def _live_kernels() -> list[int]:
+    """Kernel processes started by this pytest process that are still alive (Linux /proc)."""
+    import os
+
+    alive = []
+    proc = Path("/proc")
+    if not proc.exists():
+        return alive
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ")
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if b"ipykernel_launcher" in cmdline and ppid == os.getpid():
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state != "Z":
+                alive.append(int(entry.name))
+    return alive

@@ -129,6 +129,8 @@ def execute_notebook(path: Path, out_dir: Path = EXECUTED_DIR, timeout: int = CE
             ok = True
         finally:
             seconds = time.perf_counter() - start
+            if km.has_kernel:  # nbclient leaves a kernel it did not start running (~2 GB each with a model)
+                km.shutdown_kernel(now=True)
             probe = nb.cells.pop()
             kernel_python = "".join(
                 o.get("text", "") for o in probe.get("outputs", []) if o.get("output_type") == "stream"
