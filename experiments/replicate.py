@@ -1,0 +1,352 @@
+"""Replicate the ActAdd paper's experiments (Turner et al., "Steering Language Models With Activation
+Engineering") on the built-in models, with bootstrap 95% confidence intervals.
+
+    python experiments/replicate.py                      # both models, ~20-30 min on 2 CPU cores
+    python experiments/replicate.py --models gemma3-270m # one model
+    python experiments/replicate.py --smoke              # seconds: tiny random model, tiny samples (CI)
+
+Writes tidy CSV tables, ``summary.json`` and ``replication.html`` (all figures) under ``--out``
+(default ``outputs/replication``). docs/replication.md reports the numbers and the sample sizes.
+
+Experiments (numbers as in the issue):
+1. topic steering by generation — wedding-word fraction vs layer (every layer) and vs coefficient,
+   for " weddings" − " " and "I talk about weddings constantly" − "I do not talk about weddings constantly";
+2. perplexity ratio by topic relevance on experiments/data/wedding_corpus.csv, ActAdd vs prompting;
+3. per-token log-prob shift (the effect lens);
+4. off-target capability — KL on unrelated text and factual cloze P@1 / P@10 (experiments/data/cloze.csv);
+5. sentiment — Love − Hate and the reverse: mean VADER compound and fraction positive, steered vs
+   unsteered vs prompting;
+6. controls — a norm-matched random vector, space vs EOS padding, front vs all-position addition;
+7. per-input steerability — slope of the metric vs coefficient per prompt; fraction anti-steerable.
+"""
+
+import argparse
+import csv
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+
+import steering as st
+from steering.metrics import _forward_logprobs
+from steering.sweeps import topic_fraction
+
+HERE = Path(__file__).resolve().parent
+TOPIC_PROMPTS = [
+    "I went up to my friend and said",
+    "Yesterday my neighbour told me that",
+    "The best part of the day was",
+    "She looked at the letter and",
+]
+NEGATIVE_PROMPTS = ["I hate you because", "I think you are", "Today I feel", "The food at this place was",
+                    "My boss told me that", "The worst thing about people is", "When I woke up I felt",
+                    "Honestly, this movie"]
+POSITIVE_PROMPTS = ["I love you because", "I think you are wonderful and", "Today I feel so happy that",
+                    "The food at this place was delicious and", "My best friend told me that",
+                    "The best thing about people is", "When I woke up I felt great because",
+                    "Honestly, this movie was a delight"]
+PAIR_SHORT = (" weddings", "")
+PAIR_LONG = ("I talk about weddings constantly", "I do not talk about weddings constantly")
+
+#: Points chosen by sweep (docs/analysis.md, docs/replication.md): topic layer/coeff and sentiment layer/coeff.
+SETTINGS = {
+    "gemma3-270m": {"topic_layer": 10, "topic_coeff": 10.0, "sent_layer": 6, "sent_coeff": 5.0},
+    "smollm2-135m": {"topic_layer": 1, "topic_coeff": 10.0, "sent_layer": 2, "sent_coeff": 8.0},
+    "tiny": {"topic_layer": 1, "topic_coeff": 4.0, "sent_layer": 1, "sent_coeff": 4.0},
+}
+
+
+def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Mean and percentile-bootstrap 95% interval of ``values``."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        return math.nan, math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
+    lo, hi = np.quantile(means, [0.025, 0.975])
+    return float(x.mean()), float(lo), float(hi)
+
+
+def summarise(rows: list[dict], value: str, by: list[str]) -> pd.DataFrame:
+    """One row per group: mean, 95% CI and n of per-item ``value``."""
+    df = pd.DataFrame(rows)
+    out = []
+    for key, part in df.groupby(by, sort=False, dropna=False):
+        m, lo, hi = bootstrap_ci(part[value].tolist())
+        out.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "mean": m, "ci_low": lo,
+                    "ci_high": hi, "n": len(part)})
+    return pd.DataFrame(out)
+
+
+class Runner:
+    def __init__(self, model: Any, name: str, scale: dict, out: Path) -> None:
+        self.model, self.name, self.scale, self.out = model, name, scale, out
+        self.cfg = SETTINGS["tiny" if name.startswith("tiny") else name]
+        self.summary: dict = {"model": name, "settings": self.cfg, "scale": scale}
+        self.figures: list = []
+
+    def gen(self, prompts: list, vec: Any, coeffs: Any, n: int, tokens: int, **kw: Any) -> list[str]:
+        return st.generate(self.model, prompts, vec, coeffs, n=n, max_new_tokens=tokens, seed=0,
+                           batch_size=self.scale["batch"], progress=False, **kw)
+
+    def save(self, df: pd.DataFrame, stem: str) -> pd.DataFrame:
+        df.insert(0, "model", self.name)
+        df.to_csv(self.out / f"{stem}_{self.name}.csv", index=False)
+        return df
+
+    # -------------------------------------------------------------- 1. topic steering by generation
+    def topic(self) -> None:
+        s, m = self.scale, self.model
+        prompts = TOPIC_PROMPTS[: s["topic_prompts"]]
+        n_layer, n_coeff = s["layer_samples"], s["coeff_samples"]
+        short = st.actadd_layers(m, *PAIR_SHORT, layers="all")
+        rows = []
+        base = self.gen(prompts, None, 0.0, n_layer, s["layer_tokens"])
+        rows += [{"layer": -1, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in base]
+        for vec in short:
+            texts = self.gen(prompts, vec, self.cfg["topic_coeff"], n_layer, s["layer_tokens"])
+            rows += [{"layer": vec.layer, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
+        by_layer = self.save(summarise(rows, "hit", ["layer"]), "topic_by_layer")
+        layer = self.cfg["topic_layer"]
+        coeffs = s["coeffs"]
+        rows = []
+        for label, pair in (("' weddings' − ''", PAIR_SHORT), ("talk about weddings", PAIR_LONG)):
+            vec = st.actadd(m, *pair, layer=layer)
+            texts = self.gen(prompts, vec, [0.0] + coeffs, n_coeff, s["coeff_tokens"])
+            block = len(prompts) * n_coeff
+            for ci, c in enumerate([0.0] + coeffs):
+                rows += [{"pair": label, "coeff": c, "hit": topic_fraction([t], st.WEDDING_WORDS)}
+                         for t in texts[ci * block : (ci + 1) * block]]
+        by_coeff = self.save(summarise(rows, "hit", ["pair", "coeff"]), "topic_by_coeff")
+        best = by_layer[by_layer.layer >= 0].sort_values("mean", ascending=False).iloc[0]
+        self.summary["topic"] = {
+            "unsteered": by_layer[by_layer.layer == -1][["mean", "ci_low", "ci_high", "n"]].iloc[0].to_dict(),
+            "best_layer": {k: best[k] for k in ("layer", "mean", "ci_low", "ci_high", "n")},
+            "at_chosen": by_coeff.to_dict("records"),
+        }
+        self.figures.append(("Topic fraction by layer", _line(by_layer[by_layer.layer >= 0], "layer", None,
+                                                              f"wedding-word fraction at c = {self.cfg['topic_coeff']:g}")))
+        self.figures.append(("Topic fraction by coefficient", _line(by_coeff, "coeff", "pair",
+                                                                    f"wedding-word fraction at layer {layer}")))
+
+    # -------------------------------------------------------------- 2. perplexity by relevance
+    def perplexity(self) -> None:
+        corpus = _read_csv(HERE / "data" / "wedding_corpus.csv")
+        per_bin = self.scale["ppl_per_bin"]
+        texts: dict = {}
+        for row in corpus:
+            texts.setdefault(row["bin"], [])
+            if len(texts[row["bin"]]) < per_bin:
+                texts[row["bin"]].append(row["text"])
+        vec = st.actadd(self.model, *PAIR_SHORT, layer=self.cfg["topic_layer"])
+        table = st.perplexity_ratio(self.model, vec, texts, coeff=self.scale["ppl_coeffs"], prompt=PAIR_SHORT[0])
+        rows = table.to_dict("records")
+        for r in rows:
+            r["setting"] = "prompting" if r["method"] == "prompting" else f"actadd c={r['coeff']:g}"
+        summ = self.save(summarise(rows, "ppl_ratio", ["setting", "group"]), "perplexity")
+        self.save(table.copy(), "perplexity_items")
+        self.summary["perplexity"] = summ.to_dict("records")
+        self.figures.append(("Perplexity ratio by relevance", _bars(summ, "group", "setting", "steered / unsteered perplexity")))
+
+    # -------------------------------------------------------------- 3. log-prob shift
+    def shift(self) -> None:
+        vec = st.actadd(self.model, *PAIR_SHORT, layer=self.cfg["topic_layer"])
+        res = st.logprob_shift(self.model, vec, st.NEUTRAL_TEXTS, coeff=self.cfg["topic_coeff"], k=15)
+        self.save(res.table.copy(), "logprob_shift")
+        self.summary["logprob_shift"] = {"promoted": res.promoted[:10], "suppressed": res.suppressed[:10]}
+        self.figures.append(("Log-prob shift", st.token_scores_figure(res.table)))
+
+    # -------------------------------------------------------------- 4. off-target capability
+    def off_target(self) -> None:
+        m, c = self.model, self.cfg["topic_coeff"]
+        vec = st.actadd(m, *PAIR_SHORT, layer=self.cfg["topic_layer"])
+        kl = st.off_target_kl(m, vec, st.NEUTRAL_TEXTS, coeffs=[0.0, c / 4, c / 2, c])
+        self.save(kl.copy(), "kl")
+        items = _read_csv(HERE / "data" / "cloze.csv")[: self.scale["cloze"]]
+        tok = m.tokenizer
+        keep = [(r["prompt"], tok.encode(r["answer"], add_special_tokens=False)) for r in items]
+        single = [(p, ids[0]) for p, ids in keep if len(ids) == 1]
+        # (a character-level test tokenizer has no one-token answers: score their first token instead)
+        keep = single if single else [(p, ids[0]) for p, ids in keep if ids]
+        seqs = [st_tokens(m, p) for p, _ in keep]
+        rows = []
+        for label, vector, coeff in (("unsteered", None, None), (f"actadd c={c:g}", vec, c)):
+            logps = _forward_logprobs(m, seqs, vector, None if vector is None else [coeff] * len(seqs), {},
+                                      self.scale["batch"], last_only=True)
+            for (prompt, answer), lp in zip(keep, logps):
+                rank = int((lp[-1] > lp[-1, answer]).sum()) + 1
+                rows.append({"setting": label, "prompt": prompt, "p_at_1": float(rank == 1), "p_at_10": float(rank <= 10)})
+        p1 = summarise(rows, "p_at_1", ["setting"]).assign(metric="P@1")
+        p10 = summarise(rows, "p_at_10", ["setting"]).assign(metric="P@10")
+        cloze = self.save(pd.concat([p1, p10]), "cloze")
+        self.summary["off_target"] = {"kl": kl.groupby("coeff")["kl"].mean().to_dict(), "cloze_items": len(keep),
+                                      "cloze": cloze.to_dict("records")}
+
+    # -------------------------------------------------------------- 5. sentiment
+    def sentiment(self) -> None:
+        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
+
+        vader = SentimentIntensityAnalyzer()
+        s, m = self.scale, self.model
+        n, tokens = s["sent_samples"], s["sent_tokens"]
+        rows = []
+        for direction, pos, neg, prompts in (("Love − Hate on negative prompts", "Love", "Hate", NEGATIVE_PROMPTS),
+                                             ("Hate − Love on positive prompts", "Hate", "Love", POSITIVE_PROMPTS)):
+            prompts = prompts[: s["sent_prompts"]]
+            vec = st.actadd(m, pos, neg, layer=self.cfg["sent_layer"])
+            texts = self.gen(prompts, vec, [0.0, self.cfg["sent_coeff"]], n, tokens)
+            half = len(texts) // 2
+            prompted = self.gen([f"{pos} {p}" for p in prompts], None, 0.0, n, tokens)
+            for setting, group in (("unsteered", texts[:half]), (f"actadd c={self.cfg['sent_coeff']:g}", texts[half:]),
+                                   (f"prompting ('{pos} ' prepended)", prompted)):
+                for t in group:
+                    score = vader.polarity_scores(t)["compound"]
+                    rows.append({"direction": direction, "setting": setting, "vader": score,
+                                 "positive": float(score > 0.05)})
+        v = summarise(rows, "vader", ["direction", "setting"]).assign(metric="mean VADER")
+        p = summarise(rows, "positive", ["direction", "setting"]).assign(metric="fraction positive")
+        out = self.save(pd.concat([v, p]), "sentiment")
+        self.summary["sentiment"] = out.to_dict("records")
+        self.figures.append(("Sentiment", _bars(v, "setting", "direction", "mean VADER compound")))
+
+    # -------------------------------------------------------------- 6. controls
+    def controls(self) -> None:
+        s, m = self.scale, self.model
+        layer, c = self.cfg["topic_layer"], self.cfg["topic_coeff"]
+        prompts = TOPIC_PROMPTS[: s["topic_prompts"]]
+        real = st.actadd(m, *PAIR_SHORT, layer=layer)
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randn(real.tensor.shape, generator=gen)
+        noise = noise / noise.norm(dim=-1, keepdim=True).clamp_min(1e-12) * real.norm().unsqueeze(-1)
+        random_vec = dataclasses.replace(real, tensor=noise.to(real.tensor.dtype), method="random",
+                                         meta={**real.meta, "control": "norm-matched random"})
+        eos = st.actadd(m, *PAIR_SHORT, layer=layer, pad="eos")
+        variants = [("ActAdd (space padding, front)", real, {}), ("norm-matched random vector", random_vec, {}),
+                    ("EOS padding", eos, {}), ("all positions (summed direction)", real.direction("sum"), {"positions": "all"})]
+        rows, kl_rows = [], []
+        for label, vec, kw in variants:
+            texts = self.gen(prompts, vec, c, s["coeff_samples"], s["coeff_tokens"], **kw)
+            rows += [{"variant": label, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
+            kl = st.off_target_kl(m, vec, st.NEUTRAL_TEXTS, coeffs=[c], **kw)
+            kl_rows += [{"variant": label, "kl": v} for v in kl["kl"]]
+        topic = summarise(rows, "hit", ["variant"]).assign(metric="wedding fraction")
+        kls = summarise(kl_rows, "kl", ["variant"]).assign(metric="KL (nats)")
+        out = self.save(pd.concat([topic, kls]), "controls")
+        self.summary["controls"] = out.to_dict("records")
+
+    # -------------------------------------------------------------- 7. per-input steerability
+    def steerability(self) -> None:
+        s, m = self.scale, self.model
+        corpus = _read_csv(HERE / "data" / "wedding_corpus.csv")
+        starts = [" ".join(r["text"].split()[:6]) for r in corpus if r["bin"] == "unrelated"][: s["steer_prompts"]]
+        coeffs = s["steer_coeffs"]
+        table = st.sweep(m, *PAIR_SHORT, starts, layers=[self.cfg["topic_layer"]], coeffs=coeffs,
+                         metrics=[st.Metric("logprob", targets=[" wedding", " weddings", " bride", " married"])],
+                         progress=False)
+        slopes = []
+        for prompt, part in table.groupby("prompt"):
+            x, y = part["coeff"].to_numpy(float), part["value"].to_numpy(float)
+            slope = float(np.polyfit(x, y, 1)[0])
+            slopes.append({"prompt": prompt, "slope": slope, "anti": float(slope < 0)})
+        df = self.save(pd.DataFrame(slopes), "steerability")
+        mean, lo, hi = bootstrap_ci(df["anti"].tolist())
+        sm, slo, shi = bootstrap_ci(df["slope"].tolist())
+        self.summary["steerability"] = {"prompts": len(df), "anti_fraction": [mean, lo, hi], "mean_slope": [sm, slo, shi],
+                                        "slope_quartiles": df["slope"].quantile([0.25, 0.5, 0.75]).tolist()}
+        import plotly.express as px
+
+        self.figures.append(("Per-input steerability", px.histogram(df, x="slope", nbins=30,
+                                                                     title="slope of target log-prob vs c, per prompt")))
+
+
+def st_tokens(model: Any, text: str) -> torch.Tensor:
+    from steering.extract import tokenize_prompt
+
+    return tokenize_prompt(model, text)
+
+
+def _read_csv(path: Path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def _line(df: pd.DataFrame, x: str, color: Any, title: str) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    groups = [(None, df)] if color is None else list(df.groupby(color, sort=False))
+    for key, part in groups:
+        fig.add_scatter(x=part[x], y=part["mean"], mode="lines+markers", name=str(key or "steered"),
+                        error_y={"type": "data", "symmetric": False, "array": part["ci_high"] - part["mean"],
+                                 "arrayminus": part["mean"] - part["ci_low"]})
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title="fraction (95% CI)", template="plotly_white")
+    return fig
+
+
+def _bars(df: pd.DataFrame, x: str, color: str, title: str) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for key, part in df.groupby(color, sort=False):
+        fig.add_bar(x=part[x], y=part["mean"], name=str(key),
+                    error_y={"type": "data", "symmetric": False, "array": part["ci_high"] - part["mean"],
+                             "arrayminus": part["mean"] - part["ci_low"]})
+    fig.update_layout(title=title, barmode="group", template="plotly_white")
+    return fig
+
+
+SCALES = {
+    "full": {"topic_prompts": 4, "layer_samples": 8, "layer_tokens": 30, "coeff_samples": 16, "coeff_tokens": 40,
+             "coeffs": [2.0, 5.0, 10.0, 20.0], "ppl_per_bin": 80, "ppl_coeffs": [1.0, 4.0], "cloze": 400,
+             "sent_prompts": 8, "sent_samples": 16, "sent_tokens": 30, "steer_prompts": 60,
+             "steer_coeffs": [0.0, 1.0, 2.0, 4.0, 8.0], "batch": 64},
+    "smoke": {"topic_prompts": 2, "layer_samples": 2, "layer_tokens": 4, "coeff_samples": 2, "coeff_tokens": 4,
+              "coeffs": [4.0], "ppl_per_bin": 3, "ppl_coeffs": [4.0], "cloze": 10, "sent_prompts": 2,
+              "sent_samples": 2, "sent_tokens": 4, "steer_prompts": 4, "steer_coeffs": [0.0, 2.0, 4.0], "batch": 16},
+}
+EXPERIMENTS = ("topic", "perplexity", "shift", "off_target", "sentiment", "controls", "steerability")
+
+
+def main(argv: Any = None) -> int:
+    parser = argparse.ArgumentParser(description="Replicate the ActAdd paper's experiments.")
+    parser.add_argument("--models", nargs="+", default=["gemma3-270m", "smollm2-135m"])
+    parser.add_argument("--out", default="outputs/replication")
+    parser.add_argument("--only", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
+    parser.add_argument("--smoke", action="store_true", help="tiny random model, tiny samples (CI)")
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    scale = SCALES["smoke" if args.smoke else "full"]
+    models = ["tiny"] if args.smoke else args.models
+    summaries, sections = [], []
+    for name in models:
+        if name == "tiny":
+            from steering.testing import tiny_model
+
+            model, label = tiny_model(), "tiny-llama"
+        else:
+            model, label = st.load_model(name, device="cpu"), name
+        runner = Runner(model, label, scale, out)
+        timings = {}
+        for exp in args.only:
+            t = time.perf_counter()
+            getattr(runner, exp)()
+            timings[exp] = round(time.perf_counter() - t, 1)
+            print(f"{label}: {exp} done in {timings[exp]} s", flush=True)
+        runner.summary["seconds"] = timings
+        summaries.append(runner.summary)
+        sections += [st.ReportSection(f"{label}: {title}", figure=fig) for title, fig in runner.figures]
+    (out / "summary.json").write_text(json.dumps(summaries, indent=2, default=str), encoding="utf-8")
+    st.write_report(out / "replication.html", sections, title="ActAdd replication", meta={"models": ", ".join(models)})
+    print(json.dumps(summaries, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

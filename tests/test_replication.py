@@ -1,0 +1,45 @@
+"""The replication pipeline runs end to end (smoke: tiny random model, tiny samples; no thresholds),
+and its data files hold what docs/replication.md says they hold."""
+
+import csv
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import steering as st
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT / "experiments" / "data"
+
+
+def _rows(name):
+    with open(DATA / name, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_corpus_bins_and_cloze_items():
+    corpus = _rows("wedding_corpus.csv")
+    assert len(corpus) >= 300 and len({r["text"] for r in corpus}) == len(corpus)
+    words = re.compile(r"\b(" + "|".join(st.WEDDING_WORDS) + r")\b", re.IGNORECASE)
+    bins = {}
+    for r in corpus:
+        bins.setdefault(r["bin"], []).append(len(words.findall(r["text"])))
+    assert set(bins) == {"unrelated", "low", "medium", "high"}
+    assert max(bins["unrelated"]) == 0
+    means = [sum(v) / len(v) for v in (bins["unrelated"], bins["low"], bins["medium"], bins["high"])]
+    assert means == sorted(means) and means[-1] > means[1]  # density rises bin by bin
+    cloze = _rows("cloze.csv")
+    assert len(cloze) >= 150 and all(r["answer"].startswith(" ") for r in cloze)
+
+
+def test_replication_smoke_run(tmp_path):
+    res = subprocess.run([sys.executable, str(ROOT / "experiments" / "replicate.py"), "--smoke", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert {"topic", "perplexity", "logprob_shift", "off_target", "sentiment", "controls", "steerability"} <= set(summary[0])
+    for stem in ("topic_by_layer", "topic_by_coeff", "perplexity", "cloze", "sentiment", "controls", "steerability"):
+        assert (tmp_path / f"{stem}_tiny-llama.csv").exists(), stem
+    assert (tmp_path / "replication.html").stat().st_size > 100_000  # plotly.js embedded
