@@ -13,7 +13,8 @@ machines are shared.
 
 Peers (``steering-vectors``, ``repeng``) are installed into the running environment
 on first use with ``pip install --no-deps`` (their pinned dependency ranges predate
-transformers 5 / numpy 2, but the code paths timed here work); pass ``--no-peers`` to skip.
+transformers 5 / numpy 2, but the code paths timed here work; repeng 0.4 needs the
+``np.float_`` alias NumPy 2 removed, which this script restores); ``--no-peers`` skips them.
 """
 
 import argparse
@@ -81,6 +82,10 @@ def left_batch(tok: Any, prompts: list, device: Any) -> dict:
 
 
 def ensure_peers(install: bool) -> dict:
+    import numpy as np
+
+    if "float_" not in np.__dict__:  # repeng 0.4 annotates with np.float_, removed in NumPy 2: alias it
+        np.float_ = np.float64
     found = {}
     for module, spec in PEERS.items():
         try:
@@ -90,7 +95,8 @@ def ensure_peers(install: bool) -> dict:
         except Exception:
             pass
         if install:
-            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", spec, "scikit-learn"],
+            subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", spec, "scikit-learn", "scipy", "joblib",
+                            "threadpoolctl", "cloudpickle"],
                            check=False, capture_output=True)
             try:
                 __import__(module)

@@ -241,6 +241,14 @@ class _Steerer:
             return real & in_prompt, j
         return real & ~in_prompt, j  # "generated"
 
+    def _past_prompt(self, ctx: _CallContext) -> bool:
+        """True when every token of this call lies beyond each row's steered span (cheap, CPU-side)."""
+        first_pos = ctx.start - int(ctx.first_real.max())  # the smallest index-from-row-start in this call
+        if self.positions == "front":
+            return first_pos >= int(self.vector.tensor.shape[0])
+        lengths = self.prompt_lengths if self.prompt_lengths is not None else self.last_lengths
+        return lengths is not None and first_pos >= int(lengths.max())
+
     def _row_coeffs(self, batch: int, like: Tensor) -> Tensor:
         coeffs = self.coeff
         assert isinstance(coeffs, Tensor)
@@ -257,6 +265,8 @@ class _Steerer:
         if self.op in ("add", "ablate") and not per_row and self.coeff == 0.0:
             return resid
         ctx = self._context(resid)
+        if self.positions in ("front", "prompt") and ctx.start > 0 and self._past_prompt(ctx):
+            return resid  # a decode step past every row's steered span: nothing to add (the common case)
         mask, j = self._mask(ctx, resid.device)
         if not bool(mask.any()):
             return resid
