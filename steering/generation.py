@@ -1,8 +1,11 @@
 """Batched, seeded text generation with (or without) steering.
 
-``generate`` runs Hugging Face ``generate`` on the bridged model (KV cache on,
-left padding, per-row front alignment handled by :func:`steering.steer`), so the
-TransformerLens hook points fire exactly as in a forward pass.
+``generate`` runs Hugging Face ``generate`` (KV cache on, left padding, per-row front
+alignment handled by :func:`steering.steer`). When every vector sits at ``resid_pre`` /
+``resid_post`` (ActAdd's hook points), it runs on the unbridged twin of the model
+(:mod:`steering.fast`: the same weight tensors, hooks on the decoder layers), at plain
+HF speed; other hook points run through the bridge, whose TransformerLens hook points
+fire exactly as in a forward pass. ``STEERING_FAST=0`` forces the bridge path.
 
 Sampling defaults are the paper's: temperature 1, top-p 0.3 (Turner et al. also used
 a frequency penalty of 1 in their GPT-2-XL examples; pass ``freq_penalty=1.0`` for it).
