@@ -93,7 +93,7 @@ def norm_diagnostics(
     vectors: Any,
     prompts: Any = None,
     *,
-    threshold: float = 2.0,
+    threshold: Any = 2.0,
     warn: bool = True,
 ) -> Any:
     """Each vector position's norm against the typical residual norm at its layer and position.

@@ -280,3 +280,25 @@ def test_report_has_every_section(any_tiny, tmp_path):
     for heading in ("Effect size per layer", "Effect vs off-target KL", "Plain logit lens", "Completions, token by token"):
         assert heading in page
     assert info["best"]["layer"] in (0, 1) and info["best"]["coeff"] in (2.0, 4.0)
+
+
+# ------------------------------------------------------------------------------------ bad input
+@pytest.mark.parametrize("call, match", [
+    (lambda m, v: st.perplexity_ratio(m, v, []), "texts=\\[\\]"),
+    (lambda m, v: st.perplexity_ratio(m, v, ["the cat sat on the mat"], prompt=""), "prompt=''"),
+    (lambda m, v: st.off_target_kl(m, v, TEXTS, coeffs=[1.0], op="clamp"), "op='clamp'"),
+    (lambda m, v: st.logprob_shift(m, v, TEXTS, k=0), "k=0"),
+    (lambda m, v: st.token_shift(m, v, TEXTS, labels=["one"]), "labels has 1 entries"),
+    (lambda m, v: st.lens_profile(m, [v], targets=" wedding"), "wrap a single target"),
+    (lambda m, v: st.lens_profile(m, [v], targets=["l"], position=["sum", 1]), "takes one readout"),
+    (lambda m, v: st.norm_diagnostics(m, v, TEXTS, threshold=0), "threshold=0"),
+    (lambda m, v: st.sweep(m, "love", "hate", ["I think"], metrics=["bleu"]), "metric kind 'bleu'"),
+    (lambda m, v: st.sweep(m, "love", "hate", [], metrics=["kl"]), "prompts=\\[\\]"),
+    (lambda m, v: st.sweep(m, "love", "hate", ["I think"], layers=[7], metrics=["kl"]), "layer=7 is out of range"),
+    (lambda m, v: st.effect_sizes(pd.DataFrame({"layer": [0]})), "missing"),
+])
+def test_bad_input_names_the_value_and_the_fix(vec, call, match, no_hooks):
+    model, v = vec
+    with pytest.raises(st.SteeringError, match=match):
+        call(model, v)
+    no_hooks(model)
