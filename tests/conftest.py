@@ -72,3 +72,16 @@ def _shared_models_stay_clean(request):
             if leaked:
                 model.reset_hooks(including_permanent=True)  # do not let one leak fail every later test
                 pytest.fail(f"{leaked} hook(s) leaked on the shared {name} model")
+
+
+# ---------------------------------------------------------------- the real built-in models (slow tests)
+@pytest.fixture(scope="session")
+def gemma():
+    """Gemma-3-270M, loaded once per test run and shared by every real-model test file."""
+    return st.load_model("gemma3-270m", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def smollm():
+    """SmolLM2-135M-Instruct, loaded once per test run."""
+    return st.load_model("smollm2-135m", device="cpu")

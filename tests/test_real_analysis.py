@@ -17,14 +17,6 @@ def is_weddingish(token: str) -> bool:
     return token.strip().lower() in WEDDINGISH
 
 
-@pytest.fixture(scope="module")
-def gemma():
-    return st.load_model("gemma3-270m", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def smollm():
-    return st.load_model("smollm2-135m", device="cpu")
 
 
 def test_gemma_plain_lens_reads_the_topic_only_at_the_ends(gemma):

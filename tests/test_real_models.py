@@ -21,14 +21,6 @@ WEDDING_PROMPT = "I went up to my friend and said"
 NEGATIVE_PROMPTS = ["I hate you because", "I think you are", "Today I feel"]
 
 
-@pytest.fixture(scope="module")
-def gemma():
-    return st.load_model("gemma3-270m", device="cpu")
-
-
-@pytest.fixture(scope="module")
-def smollm():
-    return st.load_model("smollm2-135m", device="cpu")
 
 
 @pytest.mark.parametrize("name, layers, d_model", [("gemma3-270m", 18, 640), ("smollm2-135m", 30, 576)])
