@@ -89,6 +89,8 @@ class Runner:
         self.model, self.name, self.scale, self.out = model, name, scale, out
         self.cfg = SETTINGS["tiny" if name.startswith("tiny") else name]
         self.summary: dict = {"model": name, "settings": self.cfg, "scale": scale}
+        #: topic-vector layer: the layer sweep's best when ``topic`` ran first, else SETTINGS
+        self.topic_layer: int = self.cfg["topic_layer"]
         self.figures: list = []
 
     def gen(self, prompts: list, vec: Any, coeffs: Any, n: int, tokens: int, **kw: Any) -> list[str]:
@@ -113,7 +115,9 @@ class Runner:
             texts = self.gen(prompts, vec, self.cfg["topic_coeff"], n_layer, s["layer_tokens"])
             rows += [{"layer": vec.layer, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
         by_layer = self.save(summarise(rows, "hit", ["layer"]), "topic_by_layer")
-        layer = self.cfg["topic_layer"]
+        steered = by_layer[by_layer.layer >= 0]
+        # the layer for everything after this: the sweep's best (ties: the earliest layer)
+        layer = self.topic_layer = int(steered.sort_values(["mean", "layer"], ascending=[False, True]).iloc[0]["layer"])
         coeffs = s["coeffs"]
         rows = []
         for label, pair in (("' weddings' − ''", PAIR_SHORT), ("talk about weddings", PAIR_LONG)):
@@ -124,7 +128,8 @@ class Runner:
                 rows += [{"pair": label, "coeff": c, "hit": topic_fraction([t], st.WEDDING_WORDS)}
                          for t in texts[ci * block : (ci + 1) * block]]
         by_coeff = self.save(summarise(rows, "hit", ["pair", "coeff"]), "topic_by_coeff")
-        best = by_layer[by_layer.layer >= 0].sort_values("mean", ascending=False).iloc[0]
+        best = steered[steered.layer == layer].iloc[0]
+        self.summary["topic_layer"] = layer
         self.summary["topic"] = {
             "unsteered": by_layer[by_layer.layer == -1][["mean", "ci_low", "ci_high", "n"]].iloc[0].to_dict(),
             "best_layer": {k: best[k] for k in ("layer", "mean", "ci_low", "ci_high", "n")},
@@ -144,8 +149,9 @@ class Runner:
             texts.setdefault(row["bin"], [])
             if len(texts[row["bin"]]) < per_bin:
                 texts[row["bin"]].append(row["text"])
-        vec = st.actadd(self.model, *PAIR_SHORT, layer=self.cfg["topic_layer"])
-        table = st.perplexity_ratio(self.model, vec, texts, coeff=self.scale["ppl_coeffs"], prompt=PAIR_SHORT[0])
+        vec = st.actadd(self.model, *PAIR_SHORT, layer=self.topic_layer)
+        table = st.perplexity_ratio(self.model, vec, texts, coeff=self.scale["ppl_coeffs"], prompt=PAIR_SHORT[0],
+                                    batch_size=self.scale["batch"] // 2)
         rows = table.to_dict("records")
         for r in rows:
             r["setting"] = "prompting" if r["method"] == "prompting" else f"actadd c={r['coeff']:g}"
@@ -156,7 +162,7 @@ class Runner:
 
     # -------------------------------------------------------------- 3. log-prob shift
     def shift(self) -> None:
-        vec = st.actadd(self.model, *PAIR_SHORT, layer=self.cfg["topic_layer"])
+        vec = st.actadd(self.model, *PAIR_SHORT, layer=self.topic_layer)
         res = st.logprob_shift(self.model, vec, st.NEUTRAL_TEXTS, coeff=self.cfg["topic_coeff"], k=15)
         self.save(res.table.copy(), "logprob_shift")
         self.summary["logprob_shift"] = {"promoted": res.promoted[:10], "suppressed": res.suppressed[:10]}
@@ -165,7 +171,7 @@ class Runner:
     # -------------------------------------------------------------- 4. off-target capability
     def off_target(self) -> None:
         m, c = self.model, self.cfg["topic_coeff"]
-        vec = st.actadd(m, *PAIR_SHORT, layer=self.cfg["topic_layer"])
+        vec = st.actadd(m, *PAIR_SHORT, layer=self.topic_layer)
         kl = st.off_target_kl(m, vec, st.NEUTRAL_TEXTS, coeffs=[0.0, c / 4, c / 2, c])
         self.save(kl.copy(), "kl")
         items = _read_csv(HERE / "data" / "cloze.csv")[: self.scale["cloze"]]
@@ -218,7 +224,7 @@ class Runner:
     # -------------------------------------------------------------- 6. controls
     def controls(self) -> None:
         s, m = self.scale, self.model
-        layer, c = self.cfg["topic_layer"], self.cfg["topic_coeff"]
+        layer, c = self.topic_layer, self.cfg["topic_coeff"]
         prompts = TOPIC_PROMPTS[: s["topic_prompts"]]
         real = st.actadd(m, *PAIR_SHORT, layer=layer)
         gen = torch.Generator().manual_seed(0)
@@ -246,7 +252,7 @@ class Runner:
         corpus = _read_csv(HERE / "data" / "wedding_corpus.csv")
         starts = [" ".join(r["text"].split()[:6]) for r in corpus if r["bin"] == "unrelated"][: s["steer_prompts"]]
         coeffs = s["steer_coeffs"]
-        table = st.sweep(m, *PAIR_SHORT, starts, layers=[self.cfg["topic_layer"]], coeffs=coeffs,
+        table = st.sweep(m, *PAIR_SHORT, starts, layers=[self.topic_layer], coeffs=coeffs,
                          metrics=[st.Metric("logprob", targets=[" wedding", " weddings", " bride", " married"])],
                          progress=False)
         slopes = []
@@ -302,8 +308,8 @@ def _bars(df: pd.DataFrame, x: str, color: str, title: str) -> Any:
 
 
 SCALES = {
-    "full": {"topic_prompts": 4, "layer_samples": 8, "layer_tokens": 30, "coeff_samples": 16, "coeff_tokens": 40,
-             "coeffs": [2.0, 5.0, 10.0, 20.0], "ppl_per_bin": 80, "ppl_coeffs": [1.0, 4.0], "cloze": 400,
+    "full": {"topic_prompts": 4, "layer_samples": 16, "layer_tokens": 40, "coeff_samples": 16, "coeff_tokens": 40,
+             "coeffs": [2.0, 5.0, 10.0, 20.0], "ppl_per_bin": 100, "ppl_coeffs": [1.0, 4.0], "cloze": 400,
              "sent_prompts": 8, "sent_samples": 16, "sent_tokens": 30, "steer_prompts": 60,
              "steer_coeffs": [0.0, 1.0, 2.0, 4.0, 8.0], "batch": 64},
     "smoke": {"topic_prompts": 2, "layer_samples": 2, "layer_tokens": 4, "coeff_samples": 2, "coeff_tokens": 4,
@@ -341,6 +347,7 @@ def main(argv: Any = None) -> int:
             print(f"{label}: {exp} done in {timings[exp]} s", flush=True)
         runner.summary["seconds"] = timings
         summaries.append(runner.summary)
+        (out / f"summary_{label}.json").write_text(json.dumps(runner.summary, indent=2, default=str), encoding="utf-8")
         sections += [st.ReportSection(f"{label}: {title}", figure=fig) for title, fig in runner.figures]
     (out / "summary.json").write_text(json.dumps(summaries, indent=2, default=str), encoding="utf-8")
     st.write_report(out / "replication.html", sections, title="ActAdd replication", meta={"models": ", ".join(models)})

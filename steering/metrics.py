@@ -141,12 +141,16 @@ def _forward_logprobs(
     batch_size: int,
     bar: Any = None,
     last_only: bool = False,
-) -> list[Float[Tensor, "pos d_vocab"]]:
+    next_only: bool = False,
+) -> list[Tensor]:
     """Log-probabilities at every position of each sequence (rows steered with their own coefficient).
 
     With ``last_only`` only the last position's distribution is computed (left padding and
     ``logits_to_keep=1``: the unembedding, the costliest matmul of small models, runs once
-    per row), returned as ``[1, d_vocab]`` per sequence.
+    per row), returned as ``[1, d_vocab]`` per sequence. With ``next_only`` each sequence
+    gets only the log-probability of its own next token at each position, ``[pos - 1]``
+    (``out[t] = log p(seq[t+1] | seq[:t+1])``): what perplexity needs, without keeping a
+    full-vocabulary row per token (262k floats per token on Gemma).
     """
     from .generation import left_pad
 
@@ -173,6 +177,11 @@ def _forward_logprobs(
                     logits = hf(**kwargs).logits
             if last_only:
                 out += list(torch.log_softmax(logits[:, -1:].float(), dim=-1).cpu().unbind(0))
+            elif next_only:
+                logits = logits[:, :-1].float()
+                nxt = tokens[:, 1:].to(logits.device).unsqueeze(-1)
+                picked = (logits.gather(-1, nxt).squeeze(-1) - logits.logsumexp(dim=-1)).cpu()
+                out += [picked[j, : s.numel() - 1] for j, s in enumerate(chunk)]
             else:
                 logp = torch.log_softmax(logits.float(), dim=-1).cpu()
                 out += [logp[j, : s.numel()] for j, s in enumerate(chunk)]
@@ -368,20 +377,19 @@ def perplexity_ratio(
         prefix = tokenize_prompt(model, prompt)[1:]  # without BOS
     total = len(seqs) * (1 + len(nonzero) + (prefix is not None))
     with _progress(total, "perplexity", progress) as bar:
-        base = _forward_logprobs(model, seqs, None, None, {}, batch_size, bar)
+        base = _forward_logprobs(model, seqs, None, None, {}, batch_size, bar, next_only=True)
         rows_seqs = [s for _ in nonzero for s in seqs]
         rows_coeffs = [c for c in nonzero for _ in seqs]
         steered = _forward_logprobs(model, rows_seqs, vector, rows_coeffs, _steering_kwargs(positions, "add"),
-                                    batch_size, bar)
+                                    batch_size, bar, next_only=True)
         prompted = None
         if prefix is not None:
             joined = [torch.cat([s[:1], prefix, s[1:]]) for s in seqs]
-            prompted = _forward_logprobs(model, joined, None, None, {}, batch_size, bar)
+            prompted = _forward_logprobs(model, joined, None, None, {}, batch_size, bar, next_only=True)
 
-    def scored(logp: Tensor, s: Tensor, start: int, shift: int = 0) -> Tensor:
-        targets = s[start + 1 :]
-        preds = logp[start + shift : s.numel() - 1 + shift]
-        return preds.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+    def scored(next_logp: Tensor, s: Tensor, start: int, shift: int = 0) -> Tensor:
+        # next_logp[t] = log p(token t+1 | tokens ≤ t): score the text's tokens after the steered ones
+        return next_logp[start + shift : s.numel() - 1 + shift]
 
     rows = []
     common = {"layer": vector.layer, "hook": vector.hook_name}

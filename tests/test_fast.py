@@ -113,3 +113,32 @@ def test_resumable_forward_reproduces_the_full_pass(any_tiny):
     torch.testing.assert_close(resume.base_logits, full, atol=1e-5, rtol=1e-5)
     resume.inputs[1] = (resume.inputs[1][0] * 2, *resume.inputs[1][1:])  # corrupt: the check must notice
     assert not resume.check(1)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, 0.3), (0.7, None, 0.9), (1.3, 40, 0.5),
+                                                     (1.0, 5, None), (2.0, None, 0.999)])
+def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
+    """_Sampler (partial top-k nucleus) keeps the same tokens as HF's temperature/top-k/top-p warpers.
+
+    Rows mix peaked and flat distributions; with ``probe=8`` the flat rows need the full-sort fallback.
+    """
+    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from steering.generation import _Sampler
+
+    gen = torch.Generator().manual_seed(0)
+    scores = torch.randn(6, 1000, generator=gen) * torch.tensor([8.0, 4.0, 1.0, 0.3, 0.05, 2.0]).unsqueeze(1)
+    hf = LogitsProcessorList([TemperatureLogitsWarper(temperature)] if temperature != 1.0 else [])
+    if top_k:
+        hf.append(TopKLogitsWarper(top_k))
+    if top_p is not None:
+        hf.append(TopPLogitsWarper(top_p))
+    ids = torch.zeros(6, 1, dtype=torch.long)
+    want = hf(ids, scores.clone())
+    for probe in (8, 512):
+        got = _Sampler(temperature, top_k, top_p, probe=probe)(ids, scores.clone())
+        assert torch.equal(torch.isinf(got), torch.isinf(want)), probe
+        kept = ~torch.isinf(want)
+        torch.testing.assert_close(got[kept], want[kept])
+    if top_p is not None and top_p < 1:
+        assert int((~torch.isinf(want)).sum(-1).max()) > 8  # the fallback was exercised
