@@ -55,8 +55,11 @@ def median_time(fn: Callable[[], Any], reps: int) -> float:
     return statistics.median(times)
 
 
-def interleaved(methods: dict, reps: int, warmup: int = 1) -> dict:
-    """Median seconds per method; each repetition runs every method once, in rotating order."""
+def interleaved(methods: dict, reps: int, warmup: int = 1, raw: Optional[dict] = None) -> dict:
+    """Median seconds per method; each repetition runs every method once, in rotating order.
+
+    With ``raw`` (a dict), the per-repetition times are stored there too, for paired ratios.
+    """
     names = list(methods)
     for _ in range(warmup):
         for name in names:
@@ -68,7 +71,23 @@ def interleaved(methods: dict, reps: int, warmup: int = 1) -> dict:
             t = time.perf_counter()
             methods[name]()
             times[name].append(time.perf_counter() - t)
+    if raw is not None:
+        raw.update(times)
     return {name: statistics.median(v) for name, v in times.items()}
+
+
+def paired_ratio(num: list, den: list, n_boot: int = 2000) -> tuple[float, float, float]:
+    """Median over repetitions of ``num[r] / den[r]`` and a bootstrap 95% interval of that median.
+
+    Both times of a pair come from the same repetition (run back to back), so slow drift in
+    machine load cancels; this is the low-noise comparison of two methods.
+    """
+    import random
+
+    ratios = [a / b for a, b in zip(num, den)]
+    rng = random.Random(0)
+    meds = sorted(statistics.median(rng.choices(ratios, k=len(ratios))) for _ in range(n_boot))
+    return statistics.median(ratios), meds[int(0.025 * n_boot)], meds[int(0.975 * n_boot) - 1]
 
 
 def left_batch(tok: Any, prompts: list, device: Any) -> dict:
@@ -153,12 +172,19 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
                 finally:
                     os.environ["STEERING_FAST"] = "1"
             methods["steering-lens via the bridge's hook points"] = bridged
-        secs = interleaved(methods, reps)
+        raw: dict = {}
+        secs = interleaved(methods, reps, raw=raw)
         total = batch * new_tokens
         base = secs["plain HF (unsteered)"]
+        ours = raw["steering-lens ActAdd (front)"]
         for method, s in secs.items():
-            rows.append({"part": "generation", "model": name, "batch": batch, "method": method,
-                         "seconds": s, "tokens_per_s": total / s, "ratio_vs_plain": base / s})
+            med, lo, hi = paired_ratio(raw["plain HF (unsteered)"], raw[method])
+            row = {"part": "generation", "model": name, "batch": batch, "method": method,
+                   "seconds": s, "tokens_per_s": total / s, "ratio_vs_plain": base / s,
+                   "paired_ratio_vs_plain": med, "paired_ratio_ci": [lo, hi]}
+            if method.endswith("(peer)"):  # > 1: ActAdd through steering-lens is faster than this peer
+                row["actadd_speed_vs_this_peer"] = list(paired_ratio(raw[method], ours))
+            rows.append(row)
     out["generation"] = rows
     # coeff 0 must equal plain HF greedy output, token for token
     enc = left_batch(tok, PROMPTS, device)
@@ -318,23 +344,30 @@ def load_plain_hf(name: str) -> Any:
 
 
 def table(out: dict) -> str:
-    lines = ["| part | batch | method | tokens/s | ratio vs plain HF |", "|---|---|---|---|---|"]
+    lines = ["| part | batch | method | tokens/s | ratio vs plain HF (medians) | paired ratio [95% CI] |",
+             "|---|---|---|---|---|---|"]
     for r in out.get("generation", []):
-        lines.append(f"| generation | {r['batch']} | {r['method']} | {r['tokens_per_s']:.1f} | {r['ratio_vs_plain']:.3f} |")
+        lo, hi = r["paired_ratio_ci"]
+        extra = ""
+        if "actadd_speed_vs_this_peer" in r:
+            m, plo, phi = r["actadd_speed_vs_this_peer"]
+            extra = f"; steering-lens ActAdd vs this peer: {m:.3f} [{plo:.3f}, {phi:.3f}]"
+        lines.append(f"| generation | {r['batch']} | {r['method']} | {r['tokens_per_s']:.1f} | {r['ratio_vs_plain']:.3f} | "
+                     f"{r['paired_ratio_vs_plain']:.3f} [{lo:.3f}, {hi:.3f}]{extra} |")
     if "per_row" in out:
         p = out["per_row"]
         lines.append(f"| per-row coefficients (C=8 × N=4) | 32 | one call vs loop of 8 | — | "
-                     f"{p['speedup_vs_loop']:.2f}× faster; {p['time_vs_unsteered']:.2f}× the unsteered time |")
+                     f"{p['speedup_vs_loop']:.2f}× faster; {p['time_vs_unsteered']:.2f}× the unsteered time | — |")
     if "sweep" in out:
         s = out["sweep"]
         lines.append(f"| next-token sweep ({s['layers']} layers × {s['coeffs']} coeffs × {s['prompts']} prompts) | — | "
                      f"st.sweep vs naive loop | — | {s['speedup']:.1f}× faster; resuming each layer vs batched full passes: "
-                     f"{s['reuse_speedup']:.2f}× |")
+                     f"{s['reuse_speedup']:.2f}× | — |")
     if "startup" in out:
-        lines.append("| start-up | — | " + ", ".join(f"{k} = {v:.2f}" for k, v in out["startup"].items()) + " | — | — |")
+        lines.append("| start-up | — | " + ", ".join(f"{k} = {v:.2f}" for k, v in out["startup"].items()) + " | — | — | — |")
     if "coeff0_equal" in out:
         eq = out["coeff0_equal"]
-        lines.append(f"| coeff 0 == plain HF greedy | 8 | rows equal | {sum(eq)}/{len(eq)} | — |")
+        lines.append(f"| coeff 0 == plain HF greedy | 8 | rows equal | {sum(eq)}/{len(eq)} | — | — |")
     return "\n".join(lines)
 
 

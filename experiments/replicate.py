@@ -38,6 +38,7 @@ from steering.metrics import _forward_logprobs
 from steering.sweeps import topic_fraction
 
 HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"  # the published (committed) copy of the latest full run
 TOPIC_PROMPTS = [
     "I went up to my friend and said",
     "Yesterday my neighbour told me that",
@@ -91,7 +92,6 @@ class Runner:
         self.summary: dict = {"model": name, "settings": self.cfg, "scale": scale}
         #: topic-vector layer: the layer sweep's best when ``topic`` ran first, else SETTINGS
         self.topic_layer: int = self.cfg["topic_layer"]
-        self.figures: list = []
 
     def gen(self, prompts: list, vec: Any, coeffs: Any, n: int, tokens: int, **kw: Any) -> list[str]:
         return st.generate(self.model, prompts, vec, coeffs, n=n, max_new_tokens=tokens, seed=0,
@@ -135,10 +135,6 @@ class Runner:
             "best_layer": {k: best[k] for k in ("layer", "mean", "ci_low", "ci_high", "n")},
             "at_chosen": by_coeff.to_dict("records"),
         }
-        self.figures.append(("Topic fraction by layer", _line(by_layer[by_layer.layer >= 0], "layer", None,
-                                                              f"wedding-word fraction at c = {self.cfg['topic_coeff']:g}")))
-        self.figures.append(("Topic fraction by coefficient", _line(by_coeff, "coeff", "pair",
-                                                                    f"wedding-word fraction at layer {layer}")))
 
     # -------------------------------------------------------------- 2. perplexity by relevance
     def perplexity(self) -> None:
@@ -158,7 +154,6 @@ class Runner:
         summ = self.save(summarise(rows, "ppl_ratio", ["setting", "group"]), "perplexity")
         self.save(table.copy(), "perplexity_items")
         self.summary["perplexity"] = summ.to_dict("records")
-        self.figures.append(("Perplexity ratio by relevance", _bars(summ, "group", "setting", "steered / unsteered perplexity")))
 
     # -------------------------------------------------------------- 3. log-prob shift
     def shift(self) -> None:
@@ -166,7 +161,6 @@ class Runner:
         res = st.logprob_shift(self.model, vec, st.NEUTRAL_TEXTS, coeff=self.cfg["topic_coeff"], k=15)
         self.save(res.table.copy(), "logprob_shift")
         self.summary["logprob_shift"] = {"promoted": res.promoted[:10], "suppressed": res.suppressed[:10]}
-        self.figures.append(("Log-prob shift", st.token_scores_figure(res.table)))
 
     # -------------------------------------------------------------- 4. off-target capability
     def off_target(self) -> None:
@@ -219,7 +213,6 @@ class Runner:
         p = summarise(rows, "positive", ["direction", "setting"]).assign(metric="fraction positive")
         out = self.save(pd.concat([v, p]), "sentiment")
         self.summary["sentiment"] = out.to_dict("records")
-        self.figures.append(("Sentiment", _bars(v, "setting", "direction", "mean VADER compound")))
 
     # -------------------------------------------------------------- 6. controls
     def controls(self) -> None:
@@ -265,10 +258,6 @@ class Runner:
         sm, slo, shi = bootstrap_ci(df["slope"].tolist())
         self.summary["steerability"] = {"prompts": len(df), "anti_fraction": [mean, lo, hi], "mean_slope": [sm, slo, shi],
                                         "slope_quartiles": df["slope"].quantile([0.25, 0.5, 0.75]).tolist()}
-        import plotly.express as px
-
-        self.figures.append(("Per-input steerability", px.histogram(df, x="slope", nbins=30,
-                                                                     title="slope of target log-prob vs c, per prompt")))
 
 
 def st_tokens(model: Any, text: str) -> torch.Tensor:
@@ -280,31 +269,6 @@ def st_tokens(model: Any, text: str) -> torch.Tensor:
 def _read_csv(path: Path) -> list[dict]:
     with open(path, newline="", encoding="utf-8") as handle:
         return list(csv.DictReader(handle))
-
-
-def _line(df: pd.DataFrame, x: str, color: Any, title: str) -> Any:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    groups = [(None, df)] if color is None else list(df.groupby(color, sort=False))
-    for key, part in groups:
-        fig.add_scatter(x=part[x], y=part["mean"], mode="lines+markers", name=str(key or "steered"),
-                        error_y={"type": "data", "symmetric": False, "array": part["ci_high"] - part["mean"],
-                                 "arrayminus": part["mean"] - part["ci_low"]})
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title="fraction (95% CI)", template="plotly_white")
-    return fig
-
-
-def _bars(df: pd.DataFrame, x: str, color: str, title: str) -> Any:
-    import plotly.graph_objects as go
-
-    fig = go.Figure()
-    for key, part in df.groupby(color, sort=False):
-        fig.add_bar(x=part[x], y=part["mean"], name=str(key),
-                    error_y={"type": "data", "symmetric": False, "array": part["ci_high"] - part["mean"],
-                             "arrayminus": part["mean"] - part["ci_low"]})
-    fig.update_layout(title=title, barmode="group", template="plotly_white")
-    return fig
 
 
 SCALES = {
@@ -319,18 +283,189 @@ SCALES = {
 EXPERIMENTS = ("topic", "perplexity", "shift", "off_target", "sentiment", "controls", "steerability")
 
 
+def result_figures(out: Any, models: Sequence[str]) -> list:
+    """``(title, plotly figure)`` for every experiment, built from the tidy CSVs in ``out``.
+
+    Used for ``replication.html`` and by ``notebooks/06_replication.ipynb`` (which reads the
+    committed copies in ``experiments/results/``).
+    """
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    out = Path(out)
+
+    def frames(stem: str) -> pd.DataFrame:
+        parts = [pd.read_csv(out / f"{stem}_{m}.csv") for m in models if (out / f"{stem}_{m}.csv").exists()]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+    def err(part: pd.DataFrame) -> dict:
+        return {"type": "data", "symmetric": False, "array": part["ci_high"] - part["mean"],
+                "arrayminus": part["mean"] - part["ci_low"]}
+
+    def panels(df: pd.DataFrame, x: str, color: str, title: str, y_title: str, kind: str = "bar") -> Any:
+        names = [m for m in models if m in set(df["model"])]
+        fig = make_subplots(rows=1, cols=len(names), subplot_titles=names, shared_yaxes=True)
+        palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3"]
+        keys = list(dict.fromkeys(df[color]))
+        for col, name in enumerate(names, start=1):
+            for key, part in df[df.model == name].groupby(color, sort=False):
+                trace = dict(x=part[x], y=part["mean"], name=str(key), error_y=err(part), legendgroup=str(key),
+                             showlegend=col == 1, marker_color=palette[keys.index(key) % len(palette)])
+                fig.add_trace(go.Bar(**trace) if kind == "bar" else go.Scatter(mode="lines+markers", **trace),
+                              row=1, col=col)
+        fig.update_layout(title=title, barmode="group", template="plotly_white", yaxis_title=y_title)
+        return fig
+
+    figs = []
+    df = frames("topic_by_layer")
+    if len(df):
+        steered = df[df.layer >= 0].assign(series="steered")
+        figs.append(("1. Topic steering vs layer", panels(steered, "layer", "series",
+                     "Fraction of completions with a wedding word vs injection layer (95% CI)", "fraction", "line")))
+    df = frames("topic_by_coeff")
+    if len(df):
+        figs.append(("1. Topic steering vs coefficient", panels(df, "coeff", "pair",
+                     "Fraction with a wedding word vs coefficient, at the chosen layer (95% CI)", "fraction", "line")))
+    df = frames("perplexity")
+    if len(df):
+        figs.append(("2. Perplexity ratio by relevance", panels(df, "group", "setting",
+                     "Steered / unsteered perplexity by wedding-word density (< 1: text more likely)", "ratio")))
+    df = frames("logprob_shift")
+    for name in models:
+        part = df[df.model == name] if len(df) else df
+        if len(part):
+            figs.append((f"3. Log-prob shift ({name})", st.token_scores_figure(part, title=f"Log-prob shift, {name}")))
+    df = frames("kl")
+    if len(df):
+        kl = df.groupby(["model", "coeff"], sort=False)["kl"].agg(["mean", "count"]).reset_index()
+        kl["ci_low"] = kl["ci_high"] = kl["mean"]
+        for (name, _), idx in kl.groupby(["model", "coeff"], sort=False).groups.items():
+            vals = df[(df.model == name) & (df.coeff == kl.loc[idx[0], "coeff"])]["kl"].tolist()
+            _, lo, hi = bootstrap_ci(vals)
+            kl.loc[idx[0], ["ci_low", "ci_high"]] = [lo, hi]
+        figs.append(("4. Off-target KL", panels(kl.assign(series="KL"), "coeff", "series",
+                     "KL(unsteered ‖ steered) on unrelated text vs coefficient", "nats", "line")))
+    df = frames("cloze")
+    if len(df):
+        figs.append(("4. Factual cloze", panels(df, "metric", "setting", "Factual cloze accuracy", "accuracy")))
+    df = frames("sentiment")
+    if len(df):
+        v = df[df.metric == "mean VADER"].assign(setting=lambda d: d.setting.str.replace(r" \(.*\)", "", regex=True))
+        figs.append(("5. Sentiment", panels(v, "direction", "setting", "Mean VADER compound score (95% CI)", "VADER")))
+    df = frames("controls")
+    if len(df):
+        for metric, part in df.groupby("metric", sort=False):
+            figs.append((f"6. Controls: {metric}", panels(part, "metric", "variant", f"Controls: {metric}", metric)))
+    df = frames("steerability")
+    if len(df):
+        fig = go.Figure()
+        for name, part in df.groupby("model", sort=False):
+            fig.add_histogram(x=part["slope"], name=name, nbinsx=30, opacity=0.7)
+        fig.update_layout(title="Per-prompt slope of the target log-prob vs coefficient (< 0: anti-steerable)",
+                          barmode="overlay", template="plotly_white", xaxis_title="slope")
+        figs.append(("7. Per-input steerability", fig))
+    return figs
+
+
+def _fmt(row: Any, pct: bool = False) -> str:
+    f = (lambda v: f"{100 * v:.0f}%") if pct else (lambda v: f"{v:.3f}")
+    return f"{f(row['mean'])} [{f(row['ci_low'])}, {f(row['ci_high'])}]"
+
+
+def markdown_summary(out: Path, models: Sequence[str]) -> str:
+    """The summary table (one line per measurement, one column per model) from the CSVs in ``out``."""
+    cells: dict = {}
+
+    def put(key: str, model: str, text: str) -> None:
+        cells.setdefault(key, {})[model] = text
+
+    for name in models:
+        def read(stem: str) -> Any:
+            path = out / f"{stem}_{name}.csv"
+            return pd.read_csv(path) if path.exists() else None
+
+        summary_path = out / f"summary_{name}.json"
+        summ = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+        cfg = summ.get("settings", {})
+        layer = summ.get("topic_layer", cfg.get("topic_layer"))
+        df = read("topic_by_layer")
+        if df is not None:
+            base = df[df.layer == -1].iloc[0]
+            put("1. topic: unsteered wedding fraction", name, _fmt(base, True) + f" (n = {int(base.n)})")
+            steered = df[df.layer >= 0]
+            best = steered[steered.layer == layer].iloc[0] if layer in set(steered.layer) else steered.iloc[0]
+            c = cfg.get("topic_coeff", float("nan"))
+            put("1. topic: best layer at the sweep's c (chosen for 2–4, 6, 7)", name, f"c = {c:g}, " + f"layer {int(best.layer)}: {_fmt(best, True)}")
+            works = steered[steered["mean"] >= 0.5].layer.astype(int).tolist()
+            put("1. topic: layers with ≥ 50% on topic at the sweep's c", name, ", ".join(map(str, works)) or "none")
+        df = read("topic_by_coeff")
+        if df is not None:
+            for pair, part in df.groupby("pair", sort=False):
+                put(f"1. topic vs c, {pair} (layer {layer})", name,
+                    "; ".join(f"c={r.coeff:g}: {100 * r['mean']:.0f}%" for _, r in part.iterrows()))
+        df = read("perplexity")
+        if df is not None:
+            for group in ("high", "unrelated"):
+                part = df[df.group == group]
+                put(f"2. perplexity ratio, {group} bin", name,
+                    "; ".join(f"{r.setting}: {_fmt(r)}" for _, r in part.iterrows()))
+        df = read("logprob_shift")
+        if df is not None and "direction" in df:
+            top = df[df.direction == "promoted"].head(8)
+            put("3. log-prob shift: most promoted tokens", name, ", ".join(repr(t) for t in top.token))
+        df = read("kl")
+        if df is not None:
+            put("4. KL on neutral text (nats) by c", name,
+                "; ".join(f"c={c:g}: {v:.3f}" for c, v in df.groupby("coeff")["kl"].mean().items()))
+        df = read("cloze")
+        if df is not None:
+            for metric, part in df.groupby("metric", sort=False):
+                put(f"4. cloze {metric}", name, "; ".join(f"{r.setting}: {_fmt(r, True)}" for _, r in part.iterrows()))
+        df = read("sentiment")
+        if df is not None:
+            for (direction, metric), part in df.groupby(["direction", "metric"], sort=False):
+                put(f"5. {direction}: {metric}", name,
+                    "; ".join(f"{r.setting}: {_fmt(r, metric != 'mean VADER')}" for _, r in part.iterrows()))
+        df = read("controls")
+        if df is not None:
+            for metric, part in df.groupby("metric", sort=False):
+                put(f"6. controls: {metric}", name,
+                    "; ".join(f"{r.variant}: {_fmt(r, metric == 'wedding fraction')}" for _, r in part.iterrows()))
+        df = read("steerability")
+        if df is not None:
+            m, lo, hi = bootstrap_ci(df["anti"].tolist())
+            sm, slo, shi = bootstrap_ci(df["slope"].tolist())
+            put("7. anti-steerable fraction (slope < 0)", name, f"{100 * m:.0f}% [{100 * lo:.0f}%, {100 * hi:.0f}%] of {len(df)}")
+            put("7. mean slope of target log-prob per unit c", name, f"{sm:.3f} [{slo:.3f}, {shi:.3f}]")
+        if summ.get("seconds"):
+            put("run time (s)", name, ", ".join(f"{k} {v:.0f}" for k, v in summ["seconds"].items()))
+    lines = ["| measurement | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for key, by_model in cells.items():
+        lines.append(f"| {key} | " + " | ".join(by_model.get(m, "—") for m in models) + " |")
+    return "\n".join(lines)
+
+
 def main(argv: Any = None) -> int:
     parser = argparse.ArgumentParser(description="Replicate the ActAdd paper's experiments.")
     parser.add_argument("--models", nargs="+", default=["gemma3-270m", "smollm2-135m"])
     parser.add_argument("--out", default="outputs/replication")
     parser.add_argument("--only", nargs="+", default=list(EXPERIMENTS), choices=EXPERIMENTS)
     parser.add_argument("--smoke", action="store_true", help="tiny random model, tiny samples (CI)")
+    parser.add_argument("--publish", action="store_true",
+                        help="copy the summary tables into experiments/results/ (committed; docs and notebook 06 read them)")
+    parser.add_argument("--summarise", action="store_true",
+                        help="only print the markdown summary table of the CSVs already in --out")
     args = parser.parse_args(argv)
     out = Path(args.out)
+    if args.summarise:
+        print(markdown_summary(out, ["tiny-llama"] if args.smoke else args.models))
+        return 0
+    if args.publish and args.smoke:
+        parser.error("--publish copies full-size results; it cannot be combined with --smoke")
     out.mkdir(parents=True, exist_ok=True)
     scale = SCALES["smoke" if args.smoke else "full"]
     models = ["tiny"] if args.smoke else args.models
-    summaries, sections = [], []
+    summaries = []
     for name in models:
         if name == "tiny":
             from steering.testing import tiny_model
@@ -348,11 +483,27 @@ def main(argv: Any = None) -> int:
         runner.summary["seconds"] = timings
         summaries.append(runner.summary)
         (out / f"summary_{label}.json").write_text(json.dumps(runner.summary, indent=2, default=str), encoding="utf-8")
-        sections += [st.ReportSection(f"{label}: {title}", figure=fig) for title, fig in runner.figures]
     (out / "summary.json").write_text(json.dumps(summaries, indent=2, default=str), encoding="utf-8")
+    sections = [st.ReportSection(title, figure=fig) for title, fig in result_figures(out, [s["model"] for s in summaries])]
     st.write_report(out / "replication.html", sections, title="ActAdd replication", meta={"models": ", ".join(models)})
     print(json.dumps(summaries, indent=2, default=str))
+    table = markdown_summary(out, [s["model"] for s in summaries])
+    (out / "summary.md").write_text(table + "\n", encoding="utf-8")
+    print(table)
+    if args.publish:
+        publish(out, RESULTS)
     return 0
+
+
+def publish(out: Path, dest: Path) -> None:
+    """Copy the per-model summary tables (not the per-item tables) and summaries into ``dest``."""
+    import shutil
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for path in sorted(out.iterdir()):
+        if path.suffix in (".csv", ".json", ".md") and "_items_" not in path.name and path.name != "summary.json":
+            shutil.copy2(path, dest / path.name)
+    print(f"published {dest}")
 
 
 if __name__ == "__main__":

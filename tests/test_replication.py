@@ -43,3 +43,7 @@ def test_replication_smoke_run(tmp_path):
     for stem in ("topic_by_layer", "topic_by_coeff", "perplexity", "cloze", "sentiment", "controls", "steerability"):
         assert (tmp_path / f"{stem}_tiny-llama.csv").exists(), stem
     assert (tmp_path / "replication.html").stat().st_size > 100_000  # plotly.js embedded
+    table = (tmp_path / "summary.md").read_text()
+    for n in range(1, 8):  # one or more lines of the summary table per experiment
+        assert re.search(rf"^\| {n}\. ", table, re.MULTILINE), n
+    assert "tiny-llama" in table.splitlines()[0]
