@@ -389,6 +389,8 @@ def main(argv: Optional[list] = None) -> int:
                              "platform": platform.platform(), "cpus": os.cpu_count(),
                              "threads": torch.get_num_threads()}}
     parts = set(args.parts.split(","))
+    if "startup" in parts:  # first, in fresh subprocesses, before this process holds any model
+        bench_startup(args.model, out, args.smoke)
     if args.smoke:
         from steering.testing import tiny_model
 
@@ -410,8 +412,6 @@ def main(argv: Optional[list] = None) -> int:
         bench_per_row(model, name, reps, max(1, new_tokens // 2), out)
     if "sweep" in parts:
         bench_sweep(model, name, max(1, min(reps, 3)), out, layers=[0, 1] if args.smoke else "all")
-    if "startup" in parts:
-        bench_startup(name, out, args.smoke)
     gc.collect()
     print(table(out))
     text = json.dumps(out, indent=2, default=str)

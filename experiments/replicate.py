@@ -401,7 +401,7 @@ def markdown_summary(out: Path, models: Sequence[str]) -> str:
         df = read("topic_by_coeff")
         if df is not None:
             for pair, part in df.groupby("pair", sort=False):
-                put(f"1. topic vs c, {pair} (layer {layer})", name,
+                put(f"1. topic vs c, {pair}, at the chosen layer", name, f"layer {layer}: " +
                     "; ".join(f"c={r.coeff:g}: {100 * r['mean']:.0f}%" for _, r in part.iterrows()))
         df = read("perplexity")
         if df is not None:

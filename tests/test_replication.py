@@ -47,3 +47,23 @@ def test_replication_smoke_run(tmp_path):
     for n in range(1, 8):  # one or more lines of the summary table per experiment
         assert re.search(rf"^\| {n}\. ", table, re.MULTILINE), n
     assert "tiny-llama" in table.splitlines()[0]
+
+
+def test_published_results_match_the_replication_page():
+    """experiments/results/ holds a full run for both models, and docs/replication.md quotes it."""
+    results = ROOT / "experiments" / "results"
+    page = (ROOT / "docs" / "replication.md").read_text(encoding="utf-8")
+    for model, label in (("gemma3-270m", "Gemma"), ("smollm2-135m", "SmolLM2")):
+        summary = json.loads((results / f"summary_{model}.json").read_text())
+        assert set(summary["seconds"]) == {"topic", "perplexity", "shift", "off_target", "sentiment", "controls",
+                                           "steerability"}, model
+        assert summary["scale"]["layer_samples"] * summary["scale"]["topic_prompts"] >= 64
+        assert summary["scale"]["layer_tokens"] >= 40 and summary["scale"]["coeff_tokens"] >= 40
+        layer = summary["topic_layer"]
+        assert f"{label} layer {layer}" in page, (model, layer)
+        best = summary["topic"]["best_layer"]["mean"]
+        assert f"{100 * best:.0f}%" in page, (model, best)
+        unsteered = summary["off_target"]["cloze"][0]
+        assert f"{100 * unsteered['mean']:.0f}%" in page, model
+    table = (results / "summary.md").read_text()
+    assert "gemma3-270m" in table and "smollm2-135m" in table
