@@ -265,6 +265,39 @@ def bench_per_row(model: Any, name: str, reps: int, new_tokens: int, out: dict) 
                       "time_vs_unsteered": one / secs["same 32 rows unsteered"]}
 
 
+def bench_sampling(model: Any, plain_hf: Any, name: str, reps: int, new_tokens: int, out: dict, rows: int = 64) -> None:
+    """Sampled generation with the paper's settings (temperature 1, top-p 0.3): steered st.generate vs plain HF.
+
+    HF's top-p warper sorts the whole vocabulary for every row and step; st.generate finds the
+    nucleus from a partial top-k (steering.generation._Sampler, exact: tests/test_fast.py).
+    """
+    import steering as st
+
+    tok = model.tokenizer
+    vec = st.actadd(model, " weddings", "", layer=model.cfg.n_layers // 3)
+    prompts = [PROMPTS[i % len(PROMPTS)] for i in range(rows)]
+    enc = left_batch(tok, prompts, next(plain_hf.parameters()).device)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    hf_kw = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True, temperature=1.0, top_p=0.3,
+                 top_k=0, eos_token_id=None, pad_token_id=pad)
+
+    def plain() -> Any:
+        torch.manual_seed(0)
+        with torch.no_grad():
+            return plain_hf.generate(**enc, **hf_kw)
+
+    raw: dict = {}
+    secs = interleaved({
+        "plain HF generate, sampled (unsteered)": plain,
+        "st.generate ActAdd, sampled": lambda: st.generate(model, prompts, vec, 4.0, max_new_tokens=new_tokens,
+                                                           stop_at_eos=False, batch_size=rows, progress=False),
+    }, reps, raw=raw)
+    med, lo, hi = paired_ratio(raw["plain HF generate, sampled (unsteered)"], raw["st.generate ActAdd, sampled"])
+    out["sampling"] = {"model": name, "rows": rows, "new_tokens": new_tokens, "seconds": secs,
+                       "tokens_per_s": {k: rows * new_tokens / v for k, v in secs.items()},
+                       "ratio_vs_plain": med, "ratio_ci": [lo, hi]}
+
+
 def bench_sweep(model: Any, name: str, reps: int, out: dict, layers: Any = "all") -> None:
     """Target 3: next-token layer × coeff sweep, batched (st.sweep) vs a naive loop of full forwards."""
     import steering as st
@@ -358,6 +391,12 @@ def table(out: dict) -> str:
         p = out["per_row"]
         lines.append(f"| per-row coefficients (C=8 × N=4) | 32 | one call vs loop of 8 | — | "
                      f"{p['speedup_vs_loop']:.2f}× faster; {p['time_vs_unsteered']:.2f}× the unsteered time | — |")
+    if "sampling" in out:
+        p = out["sampling"]
+        t = list(p["tokens_per_s"].values())
+        lo, hi = p["ratio_ci"]
+        lines.append(f"| sampled generation, top-p 0.3 | {p['rows']} | st.generate ActAdd vs plain HF (sort-based top-p) | "
+                     f"{t[1]:.0f} vs {t[0]:.0f} | {t[1] / t[0]:.2f} | {p['ratio_vs_plain']:.2f} [{lo:.2f}, {hi:.2f}] |")
     if "sweep" in out:
         s = out["sweep"]
         lines.append(f"| next-token sweep ({s['layers']} layers × {s['coeffs']} coeffs × {s['prompts']} prompts) | — | "
@@ -379,7 +418,7 @@ def main(argv: Optional[list] = None) -> int:
     parser.add_argument("--no-peers", action="store_true", help="skip steering-vectors and repeng")
     parser.add_argument("--smoke", action="store_true", help="seconds-long run on a tiny random model (CI)")
     parser.add_argument("--json", default=None, help="also write the JSON here")
-    parser.add_argument("--parts", default="generation,per_row,sweep,startup", help="comma-separated parts")
+    parser.add_argument("--parts", default="generation,per_row,sampling,sweep,startup", help="comma-separated parts")
     args = parser.parse_args(argv)
     torch.manual_seed(0)
 
@@ -410,6 +449,8 @@ def main(argv: Optional[list] = None) -> int:
         bench_generation(model, plain_hf, name, reps, new_tokens, peers, out)
     if "per_row" in parts:
         bench_per_row(model, name, reps, max(1, new_tokens // 2), out)
+    if "sampling" in parts:
+        bench_sampling(model, plain_hf, name, reps, max(1, new_tokens // 2), out, rows=4 if args.smoke else 64)
     if "sweep" in parts:
         bench_sweep(model, name, max(1, min(reps, 3)), out, layers=[0, 1] if args.smoke else "all")
     gc.collect()
