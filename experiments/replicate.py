@@ -1,7 +1,7 @@
 """Replicate the ActAdd paper's experiments (Turner et al., "Steering Language Models With Activation
 Engineering") on the built-in models, with bootstrap 95% confidence intervals.
 
-    python experiments/replicate.py                      # both models, ~20-30 min on 2 CPU cores
+    python experiments/replicate.py                      # both models, about an hour on 2 CPU cores
     python experiments/replicate.py --models gemma3-270m # one model
     python experiments/replicate.py --smoke              # seconds: tiny random model, tiny samples (CI)
 
@@ -135,6 +135,18 @@ class Runner:
             "best_layer": {k: best[k] for k in ("layer", "mean", "ci_low", "ci_high", "n")},
             "at_chosen": by_coeff.to_dict("records"),
         }
+
+    def topic_long(self) -> None:
+        """Experiment 1 for the sentence pair: wedding fraction vs layer (every layer), same c and samples."""
+        s, m = self.scale, self.model
+        prompts = TOPIC_PROMPTS[: s["topic_prompts"]]
+        rows = []
+        for vec in st.actadd_layers(m, *PAIR_LONG, layers="all"):
+            texts = self.gen(prompts, vec, self.cfg["topic_coeff"], s["layer_samples"], s["layer_tokens"])
+            rows += [{"layer": vec.layer, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
+        by_layer = self.save(summarise(rows, "hit", ["layer"]), "topic_by_layer_long")
+        best = by_layer.sort_values(["mean", "layer"], ascending=[False, True]).iloc[0]
+        self.summary["topic_long"] = {"best_layer": {k: best[k] for k in ("layer", "mean", "ci_low", "ci_high", "n")}}
 
     # -------------------------------------------------------------- 2. perplexity by relevance
     def perplexity(self) -> None:
@@ -280,7 +292,7 @@ SCALES = {
               "coeffs": [4.0], "ppl_per_bin": 3, "ppl_coeffs": [4.0], "cloze": 10, "sent_prompts": 2,
               "sent_samples": 2, "sent_tokens": 4, "steer_prompts": 4, "steer_coeffs": [0.0, 2.0, 4.0], "batch": 16},
 }
-EXPERIMENTS = ("topic", "perplexity", "shift", "off_target", "sentiment", "controls", "steerability")
+EXPERIMENTS = ("topic", "topic_long", "perplexity", "shift", "off_target", "sentiment", "controls", "steerability")
 
 
 def result_figures(out: Any, models: Sequence[str]) -> list:
@@ -319,7 +331,10 @@ def result_figures(out: Any, models: Sequence[str]) -> list:
     figs = []
     df = frames("topic_by_layer")
     if len(df):
-        steered = df[df.layer >= 0].assign(series="steered")
+        steered = df[df.layer >= 0].assign(series="' weddings' − ''")
+        long = frames("topic_by_layer_long")
+        if len(long):
+            steered = pd.concat([steered, long.assign(series="talk about weddings")], ignore_index=True)
         figs.append(("1. Topic steering vs layer", panels(steered, "layer", "series",
                      "Fraction of completions with a wedding word vs injection layer (95% CI)", "fraction", "line")))
     df = frames("topic_by_coeff")
@@ -398,6 +413,12 @@ def markdown_summary(out: Path, models: Sequence[str]) -> str:
             put("1. topic: best layer at the sweep's c (chosen for 2–4, 6, 7)", name, f"c = {c:g}, " + f"layer {int(best.layer)}: {_fmt(best, True)}")
             works = steered[steered["mean"] >= 0.5].layer.astype(int).tolist()
             put("1. topic: layers with ≥ 50% on topic at the sweep's c", name, ", ".join(map(str, works)) or "none")
+        df = read("topic_by_layer_long")
+        if df is not None:
+            best = df.sort_values(["mean", "layer"], ascending=[False, True]).iloc[0]
+            works = df[df["mean"] >= 0.5].layer.astype(int).tolist()
+            put("1. topic, talk-about-weddings pair: best layer at the sweep's c", name,
+                f"layer {int(best.layer)}: {_fmt(best, True)}; ≥ 50% at layers " + (", ".join(map(str, works)) or "none"))
         df = read("topic_by_coeff")
         if df is not None:
             for pair, part in df.groupby("pair", sort=False):

@@ -39,8 +39,8 @@ def test_replication_smoke_run(tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert {"topic", "perplexity", "logprob_shift", "off_target", "sentiment", "controls", "steerability"} <= set(summary[0])
-    for stem in ("topic_by_layer", "topic_by_coeff", "perplexity", "cloze", "sentiment", "controls", "steerability"):
+    assert {"topic", "topic_long", "perplexity", "logprob_shift", "off_target", "sentiment", "controls", "steerability"} <= set(summary[0])
+    for stem in ("topic_by_layer", "topic_by_layer_long", "topic_by_coeff", "perplexity", "cloze", "sentiment", "controls", "steerability"):
         assert (tmp_path / f"{stem}_tiny-llama.csv").exists(), stem
     assert (tmp_path / "replication.html").stat().st_size > 100_000  # plotly.js embedded
     table = (tmp_path / "summary.md").read_text()
@@ -55,7 +55,7 @@ def test_published_results_match_the_replication_page():
     page = (ROOT / "docs" / "replication.md").read_text(encoding="utf-8")
     for model, label in (("gemma3-270m", "Gemma"), ("smollm2-135m", "SmolLM2")):
         summary = json.loads((results / f"summary_{model}.json").read_text())
-        assert set(summary["seconds"]) == {"topic", "perplexity", "shift", "off_target", "sentiment", "controls",
+        assert set(summary["seconds"]) == {"topic", "topic_long", "perplexity", "shift", "off_target", "sentiment", "controls",
                                            "steerability"}, model
         assert summary["scale"]["layer_samples"] * summary["scale"]["topic_prompts"] >= 64
         assert summary["scale"]["layer_tokens"] >= 40 and summary["scale"]["coeff_tokens"] >= 40
