@@ -352,12 +352,7 @@ def result_figures(out: Any, models: Sequence[str]) -> list:
             figs.append((f"3. Log-prob shift ({name})", st.token_scores_figure(part, title=f"Log-prob shift, {name}")))
     df = frames("kl")
     if len(df):
-        kl = df.groupby(["model", "coeff"], sort=False)["kl"].agg(["mean", "count"]).reset_index()
-        kl["ci_low"] = kl["ci_high"] = kl["mean"]
-        for (name, _), idx in kl.groupby(["model", "coeff"], sort=False).groups.items():
-            vals = df[(df.model == name) & (df.coeff == kl.loc[idx[0], "coeff"])]["kl"].tolist()
-            _, lo, hi = bootstrap_ci(vals)
-            kl.loc[idx[0], ["ci_low", "ci_high"]] = [lo, hi]
+        kl = summarise(df.to_dict("records"), "kl", ["model", "coeff"])  # mean and bootstrap CI per point
         figs.append(("4. Off-target KL", panels(kl.assign(series="KL"), "coeff", "series",
                      "KL(unsteered ‖ steered) on unrelated text vs coefficient", "nats", "line")))
     df = frames("cloze")
