@@ -5,7 +5,9 @@ import torch
 
 import steering as st
 from steering.extract import tokenize_prompt
-from steering.fast import decoder_layers, plain_model, shares_weights
+from steering.errors import InvalidArgumentError
+from steering.fast import chunked_linear, decoder_layers, linear_kernel, plain_model, shares_weights
+from steering.testing import tiny_model
 
 PROMPTS = ["I went up to my friend and said", "Hello there, you", "abcdefghijk"]
 
@@ -142,3 +144,71 @@ def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
         torch.testing.assert_close(got[kept], want[kept])
     if top_p is not None and top_p < 1:
         assert int((~torch.isinf(want)).sum(-1).max()) > 8  # the fallback was exercised
+
+
+# ----------------------------------------------------------------------------- the chunked small-batch matmul
+@pytest.mark.parametrize("shape", [(1, 64), (3, 64), (2, 1, 64), (4, 4, 64), (16, 64)])
+@pytest.mark.parametrize("bias", [False, True])
+def test_chunked_linear_equals_f_linear(shape, bias):
+    """Both forms (bmm up to 4 rows, matmul above) give F.linear's values, shaped like F.linear's."""
+    gen = torch.Generator().manual_seed(0)
+    weight = torch.randn(96, 64, generator=gen)
+    b = torch.randn(96, generator=gen) if bias else None
+    x = torch.randn(*shape, generator=gen)
+    with torch.no_grad():
+        ours = chunked_linear(x, weight, b)
+        ref = torch.nn.functional.linear(x, weight, b)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("case", ["grad", "bf16", "too_many_rows", "indivisible"])
+def test_chunked_linear_hands_other_inputs_to_f_linear(case):
+    gen = torch.Generator().manual_seed(1)
+    weight = torch.randn(98 if case == "indivisible" else 96, 64, generator=gen)
+    x = torch.randn(17 if case == "too_many_rows" else 2, 64, generator=gen)
+    if case == "bf16":
+        weight, x = weight.bfloat16(), x.bfloat16()
+    with torch.set_grad_enabled(case == "grad"):
+        assert torch.equal(chunked_linear(x, weight), torch.nn.functional.linear(x, weight))
+
+
+def test_linear_kernel_setting_is_obeyed_and_checked(monkeypatch):
+    monkeypatch.setenv("STEERING_LINEAR", "chunked")
+    forced = tiny_model("llama")
+    assert linear_kernel(forced) == "chunked"
+    plain = plain_model(forced)
+    linears = [m for m in plain.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m).__name__ == "_ChunkedLinear" for m in linears)
+    assert shares_weights(forced, plain)
+    monkeypatch.setenv("STEERING_LINEAR", "torch")
+    plain_torch = plain_model(tiny_model("llama"))
+    assert not any(type(m).__name__ == "_ChunkedLinear" for m in plain_torch.modules())
+    assert list(plain.state_dict()) == list(plain_torch.state_dict())  # same parameters, only the forward differs
+    monkeypatch.setenv("STEERING_LINEAR", "fastest")
+    with pytest.raises(InvalidArgumentError, match="'fastest'.*auto, chunked, torch"):
+        plain_model(tiny_model("llama"))
+
+
+def test_auto_keeps_torch_for_matrices_that_fit_in_cache(monkeypatch):
+    monkeypatch.delenv("STEERING_LINEAR", raising=False)
+    assert linear_kernel(tiny_model("llama")) == "torch"  # 64-wide model: chunking cannot pay
+
+
+def test_chunked_kernel_generates_what_the_torch_kernel_generates(monkeypatch, no_hooks):
+    """Same weights, both kernels: steered greedy tokens agree and logits differ only by rounding."""
+    models = {}
+    for kernel in ("torch", "chunked"):
+        monkeypatch.setenv("STEERING_LINEAR", kernel)
+        models[kernel] = tiny_model("llama")
+        assert linear_kernel(models[kernel]) == kernel
+    texts = {}
+    for kernel, model in models.items():
+        vec = st.actadd(model, "I love you!", "I hate you", layer=1)
+        texts[kernel] = st.generate(model, PROMPTS, vec, coeff=[0.0, 8.0], max_new_tokens=8, do_sample=False)
+        no_hooks(model)
+    assert texts["torch"] == texts["chunked"]
+    tokens = tokenize_prompt(models["torch"], PROMPTS[0]).unsqueeze(0)
+    with torch.no_grad():
+        step = {k: plain_model(m)(input_ids=tokens[:, :1]).logits for k, m in models.items()}  # one row: chunked
+    torch.testing.assert_close(step["chunked"], step["torch"], atol=1e-5, rtol=1e-5)

@@ -14,6 +14,8 @@ import torch
 
 import steering as st
 from steering.demo import mean_sentiment, wedding_fraction
+from steering.extract import tokenize_prompt
+from steering.generation import left_pad
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +149,32 @@ def test_ablating_the_sentiment_direction_neutralises_positive_text_on_gemma(gem
     assert before >= 0.4
     assert abs(after) <= abs(before) - 0.15
     assert st.active_hooks(gemma) == 0
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
+def test_chunked_matmul_generates_torch_matmuls_tokens(name, request, monkeypatch):
+    """The small-batch kernel changes speed, not text: greedy tokens equal torch's own matmuls.
+
+    Two twins of one model (same weight tensors), one per kernel; 4 prompts × 24 greedy tokens,
+    one at a time (bmm form) and as a batch of 4 (left-padded; matmul form).
+    Measured: identical on both models (and 8/8 prompts × 64 tokens in benchmarks/bench.py).
+    """
+    from steering.fast import _build
+
+    model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
+    twins = {}
+    for kernel in ("torch", "chunked"):
+        monkeypatch.setenv("STEERING_LINEAR", kernel)
+        twins[kernel] = _build(model.original_model)
+        assert twins[kernel]._steering_linear_kernel == kernel
+    tok = model.tokenizer
+    prompts = [WEDDING_PROMPT, "The weather this morning was", "She opened the box and found", "Our teacher said"]
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    kw = dict(max_new_tokens=24, do_sample=False, eos_token_id=None, pad_token_id=pad)
+    batches = [[p] for p in prompts] + [prompts]
+    for batch in batches:
+        ids = [tokenize_prompt(model, p) for p in batch]
+        tokens, mask = left_pad(ids, pad)
+        with torch.no_grad():
+            out = {k: t.generate(input_ids=tokens, attention_mask=mask, **kw) for k, t in twins.items()}
+        assert torch.equal(out["torch"], out["chunked"]), batch
