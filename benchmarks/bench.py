@@ -146,6 +146,10 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
                   pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     plain_hf.generation_config.eos_token_id = None
 
+    from steering.fast import linear_kernel
+
+    out["linear_kernel"] = linear_kernel(model)
+    torch_twin = other_kernel_twin(model) if out["linear_kernel"] == "chunked" else None
     rows = []
     for batch in (1, 8):
         prompts = PROMPTS[:batch]
@@ -164,6 +168,9 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
         }
         peer_fns = peer_generators(model, plain_hf, direction, enc, gen_kw, peers)
         methods.update(peer_fns)
+        if torch_twin is not None:  # where the speed comes from: the same path with torch's own matmuls
+            methods["steering-lens ActAdd, torch's matmuls (STEERING_LINEAR=torch)"] = (
+                lambda: with_twin(model, torch_twin, lambda: st.generate(model, prompts, vec, 4.0, **common)))
         if batch == 1:  # the bridge's own path, for reference (slow: fewer repetitions)
             def bridged() -> Any:
                 os.environ["STEERING_FAST"] = "0"
@@ -195,6 +202,43 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
                        progress=False)
     out["coeff0_equal"] = [a == b for a, b in zip(ours, ref_text)]
     out["coeff0_first_diff"] = [first_diff(a, b) for a, b in zip(ours, ref_text)]
+    # and one prompt at a time (batch 1 takes the other form of the small-batch matmul)
+    singles = []
+    for prompt in PROMPTS:
+        one = left_batch(tok, [prompt], device)
+        with torch.no_grad():
+            ref1 = plain_hf.generate(**one, **gen_kw)[:, one["input_ids"].shape[1]:]
+        mine = st.generate(model, prompt, vec, 0.0, max_new_tokens=new_tokens, do_sample=False, stop_at_eos=False,
+                           progress=False)[0]
+        singles.append(mine == tok.batch_decode(ref1, skip_special_tokens=True)[0])
+    out["coeff0_equal_batch1"] = singles
+
+
+def other_kernel_twin(model: Any) -> Any:
+    """A second plain twin of ``model`` (same weight tensors) that keeps torch's own matmuls."""
+    from steering.fast import _build
+
+    saved = os.environ.get("STEERING_LINEAR")
+    os.environ["STEERING_LINEAR"] = "torch"
+    try:
+        return _build(model.original_model)
+    finally:
+        if saved is None:
+            del os.environ["STEERING_LINEAR"]
+        else:
+            os.environ["STEERING_LINEAR"] = saved
+
+
+def with_twin(model: Any, twin: Any, fn: Any) -> Any:
+    """Run ``fn`` with ``twin`` standing in as ``model``'s cached plain twin."""
+    from steering.fast import _ATTR
+
+    saved = getattr(model, _ATTR)
+    object.__setattr__(model, _ATTR, twin)
+    try:
+        return fn()
+    finally:
+        object.__setattr__(model, _ATTR, saved)
 
 
 def first_diff(a: str, b: str) -> Optional[int]:
@@ -254,15 +298,26 @@ def bench_per_row(model: Any, name: str, reps: int, new_tokens: int, out: dict) 
     prompts = PROMPTS[:4]
     kw = dict(max_new_tokens=new_tokens, do_sample=False, stop_at_eos=False, batch_size=32, progress=False)
     rows32 = [p for _ in coeffs for p in prompts]
-    secs = interleaved({
+    methods = {
         "one call, coeff=[8 values]": lambda: st.generate(model, prompts, vec, coeffs, **kw),
         "loop of 8 calls": lambda: [st.generate(model, prompts, vec, c, **kw) for c in coeffs],
         "same 32 rows unsteered": lambda: st.generate(model, rows32, None, **kw),
-    }, reps)
+    }
+    from steering.fast import linear_kernel
+
+    if linear_kernel(model) == "chunked":  # the same two ways with torch's own matmuls, for context
+        twin = other_kernel_twin(model)
+        methods["one call, torch's matmuls"] = lambda: with_twin(model, twin, methods["one call, coeff=[8 values]"])
+        methods["loop of 8 calls, torch's matmuls"] = lambda: with_twin(model, twin, methods["loop of 8 calls"])
+    secs = interleaved(methods, reps)
     one = secs["one call, coeff=[8 values]"]
     out["per_row"] = {"model": name, "seconds": secs,
                       "speedup_vs_loop": secs["loop of 8 calls"] / one,
                       "time_vs_unsteered": one / secs["same 32 rows unsteered"]}
+    if "one call, torch's matmuls" in secs:
+        out["per_row"]["speedup_vs_loop_torch_matmuls"] = secs["loop of 8 calls, torch's matmuls"] / secs[
+            "one call, torch's matmuls"]
+        out["per_row"]["speedup_vs_torch_loop"] = secs["loop of 8 calls, torch's matmuls"] / one
 
 
 def bench_sampling(model: Any, plain_hf: Any, name: str, reps: int, new_tokens: int, out: dict, rows: int = 64) -> None:
@@ -391,6 +446,10 @@ def table(out: dict) -> str:
         p = out["per_row"]
         lines.append(f"| per-row coefficients (C=8 × N=4) | 32 | one call vs loop of 8 | — | "
                      f"{p['speedup_vs_loop']:.2f}× faster; {p['time_vs_unsteered']:.2f}× the unsteered time | — |")
+        if "speedup_vs_loop_torch_matmuls" in p:
+            lines.append(f"| per-row, both with torch's matmuls | 32 | one call vs loop of 8 | — | "
+                         f"{p['speedup_vs_loop_torch_matmuls']:.2f}× faster; default one call vs that loop: "
+                         f"{p['speedup_vs_torch_loop']:.2f}× | — |")
     if "sampling" in out:
         p = out["sampling"]
         t = list(p["tokens_per_s"].values())
@@ -407,6 +466,11 @@ def table(out: dict) -> str:
     if "coeff0_equal" in out:
         eq = out["coeff0_equal"]
         lines.append(f"| coeff 0 == plain HF greedy | 8 | rows equal | {sum(eq)}/{len(eq)} | — | — |")
+    if "coeff0_equal_batch1" in out:
+        eq = out["coeff0_equal_batch1"]
+        lines.append(f"| coeff 0 == plain HF greedy, one prompt at a time | 1 | rows equal | {sum(eq)}/{len(eq)} | — | — |")
+    if "linear_kernel" in out:
+        lines.append(f"| small-batch matmul of the fast path | — | steering.fast.linear_kernel | {out['linear_kernel']} | — | — |")
     return "\n".join(lines)
 
 

@@ -122,7 +122,7 @@ def _build(hf: Any) -> Optional[torch.nn.Module]:
 
 # ----------------------------------------------------------------------------- small-batch CPU matmuls
 #: Rows (batch × new positions) up to which :class:`_ChunkedLinear` takes over: decode steps.
-CHUNK_MAX_ROWS = 16
+CHUNK_MAX_ROWS = 64
 #: How many row blocks the weight is split into for the batched matmul.
 CHUNKS = 4
 _BMM_MAX_ROWS = 4
