@@ -13,6 +13,10 @@ analysis with ``run_with_cache``) keeps using the bridge's hook points.
 The two paths compute the same function: the tests check steered logits and greedy
 generations against the bridge's hook points.
 
+On CPU the twin's linear layers may also get a faster small-batch matmul
+(:func:`chunked_linear`, chosen per model by :func:`linear_kernel`): decode steps multiply a
+few rows by large weight matrices, which some BLAS builds run on a single core.
+
 Example:
     >>> from steering.testing import tiny_model
     >>> model = tiny_model()
