@@ -141,6 +141,9 @@ def _chunkable(x: Tensor, weight: Tensor) -> bool:
     return (
         x.dtype == torch.float32
         and weight.dtype == torch.float32
+        and x.ndim >= 1
+        and weight.ndim == 2
+        and x.shape[-1] == weight.shape[1]
         and x.device.type == "cpu"
         and weight.is_contiguous()
         and weight.shape[0] % CHUNKS == 0

@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from jaxtyping import TypeCheckError
 
 import steering as st
 from steering.extract import tokenize_prompt
@@ -171,6 +172,17 @@ def test_chunked_linear_hands_other_inputs_to_f_linear(case):
         weight, x = weight.bfloat16(), x.bfloat16()
     with torch.set_grad_enabled(case == "grad"):
         assert torch.equal(chunked_linear(x, weight), torch.nn.functional.linear(x, weight))
+
+
+def test_chunked_linear_refuses_mismatched_widths():
+    """Under pytest the jaxtyping shape check refuses it; without it, F.linear's own error does."""
+    with torch.no_grad(), pytest.raises((TypeCheckError, RuntimeError), match="d_in|cannot be multiplied"):
+        chunked_linear(torch.randn(2, 32), torch.randn(96, 64))  # 64 elements, but 32 wide
+    from steering.fast import _chunkable
+
+    with torch.no_grad():  # the fast form is never tried on it, so F.linear's own error is what a caller sees
+        assert not _chunkable(torch.randn(2, 32), torch.randn(96, 64))
+        assert _chunkable(torch.randn(2, 64), torch.randn(96, 64))
 
 
 def test_linear_kernel_setting_is_obeyed_and_checked(monkeypatch):
