@@ -161,7 +161,8 @@ def chunked_linear(
     CPUs (the AMD EPYC machines this project is measured on) torch's BLAS runs that as a
     single-threaded matrix-vector product at ~11 GB/s, while the same product split into
     four row blocks and handed to one batched matmul runs on every core and reads the
-    weights 2–3× faster (block-major ``bmm`` up to 4 rows, row-major ``matmul`` above). ``weight.view`` makes the blocks without copying. The result equals
+    weights 2–3× faster (block-major ``bmm`` up to 4 rows, row-major ``matmul`` above).
+    ``weight.view`` makes the blocks without copying. The result equals
     ``F.linear`` up to float rounding (a different summation order), not bit for bit.
     Inputs the kernel does not serve (not CPU float32, gradients on, more than
     ``CHUNK_MAX_ROWS`` rows, rows not divisible into blocks) go to ``F.linear`` unchanged.
@@ -210,7 +211,7 @@ def _chunked_pays(weight: Tensor, reps: int = 4) -> bool:
         return False
     if weight.numel() < _MIN_NUMEL:  # fits in cache: nothing to gain, and the timing would be noise
         return False
-    x = torch.randn(1, weight.shape[1], dtype=weight.dtype)
+    x = torch.full((1, weight.shape[1]), 0.5, dtype=weight.dtype)  # not randn: leave the global RNG alone
     best = {"torch": float("inf"), "chunked": float("inf")}
     with torch.no_grad():
         chunked_linear(x, weight), F.linear(x, weight)  # warm-up
