@@ -167,6 +167,9 @@ def chunked_linear(
     Inputs the kernel does not serve (not CPU float32, gradients on, more than
     ``CHUNK_MAX_ROWS`` rows, rows not divisible into blocks) go to ``F.linear`` unchanged.
 
+    Raises:
+        InvalidArgumentError: ``x``'s last dimension is not the weight's ``d_in``.
+
     Example:
         >>> import torch
         >>> w, x = torch.randn(8, 3), torch.randn(2, 3)
@@ -175,6 +178,12 @@ def chunked_linear(
         True
     """
     if not _chunkable(x, weight):
+        if x.ndim >= 1 and weight.ndim == 2 and x.shape[-1] != weight.shape[1]:
+            raise InvalidArgumentError(
+                f"chunked_linear: input width {x.shape[-1]} (x shape {tuple(x.shape)}) does not match the weight's "
+                f"d_in {weight.shape[1]} (weight shape {tuple(weight.shape)}); allowed: x[..., {weight.shape[1]}]. "
+                "Pass the weight as [d_out, d_in], like nn.Linear.weight, or reshape x."
+            )
         return F.linear(x, weight, bias)
     d_out, d_in = weight.shape
     rows = x.numel() // d_in

@@ -1,5 +1,8 @@
 """The fast path (the unbridged HF twin) computes exactly what the bridge's hook points compute."""
 
+import subprocess
+import sys
+
 import pytest
 import torch
 from jaxtyping import TypeCheckError
@@ -180,9 +183,15 @@ def test_chunked_linear_refuses_mismatched_widths():
         chunked_linear(torch.randn(2, 32), torch.randn(96, 64))  # 64 elements, but 32 wide
     from steering.fast import _chunkable
 
-    with torch.no_grad():  # the fast form is never tried on it, so F.linear's own error is what a caller sees
+    with torch.no_grad():  # the fast form is never tried on it
         assert not _chunkable(torch.randn(2, 32), torch.randn(96, 64))
         assert _chunkable(torch.randn(2, 64), torch.randn(96, 64))
+    # outside pytest's shape checks a caller gets a SteeringError naming both widths and the fix
+    code = ("import torch\nfrom steering.fast import chunked_linear\nfrom steering.errors import SteeringError\n"
+            "try:\n    chunked_linear(torch.randn(2, 32), torch.randn(96, 64))\n"
+            "except SteeringError as err:\n    print(err)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "input width 32" in res.stdout and "d_in 64" in res.stdout and "[d_out, d_in]" in res.stdout, res.stderr[-2000:]
 
 
 def test_linear_kernel_setting_is_obeyed_and_checked(monkeypatch):
