@@ -215,13 +215,18 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
 
 
 def other_kernel_twin(model: Any) -> Any:
-    """A second plain twin of ``model`` (same weight tensors) that keeps torch's own matmuls."""
+    """A second plain twin of ``model`` (same weight tensors) that keeps torch's own matmuls (built once)."""
     from steering.fast import _build
 
+    cached = getattr(model, "_bench_torch_twin", None)
+    if cached is not None:
+        return cached
     saved = os.environ.get("STEERING_LINEAR")
     os.environ["STEERING_LINEAR"] = "torch"
     try:
-        return _build(model.original_model)
+        twin = _build(model.original_model)
+        object.__setattr__(model, "_bench_torch_twin", twin)
+        return twin
     finally:
         if saved is None:
             del os.environ["STEERING_LINEAR"]
