@@ -151,10 +151,24 @@ def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
 
 
 # ----------------------------------------------------------------------------- the chunked small-batch matmul
-@pytest.mark.parametrize("shape", [(1, 64), (3, 64), (2, 1, 64), (4, 4, 64), (16, 64), (2, 32, 64)])
+def _without_onednn(monkeypatch):
+    """Make chunked_linear behave as on a torch build without oneDNN."""
+    import steering.fast as fast
+
+    monkeypatch.setattr(fast, "_onednn_state", {"op": None})
+
+
+@pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "no-onednn"])
+@pytest.mark.parametrize("shape", [(1, 64), (3, 64), (2, 1, 64), (4, 4, 64), (16, 64), (2, 32, 64), (3, 50, 64)])
 @pytest.mark.parametrize("bias", [False, True])
-def test_chunked_linear_equals_f_linear(shape, bias):
-    """Both forms (bmm up to 4 rows, matmul above) give F.linear's values, shaped like F.linear's."""
+def test_chunked_linear_equals_f_linear(shape, bias, onednn, monkeypatch):
+    """Every form (row blocks up to 4 rows; oneDNN, or the row-block matmul without it, above) gives F.linear's values."""
+    from steering.fast import _onednn_linear
+
+    if onednn and _onednn_linear() is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    if not onednn:
+        _without_onednn(monkeypatch)
     gen = torch.Generator().manual_seed(0)
     weight = torch.randn(96, 64, generator=gen)
     b = torch.randn(96, generator=gen) if bias else None
@@ -166,15 +180,56 @@ def test_chunked_linear_equals_f_linear(shape, bias):
     torch.testing.assert_close(ours, ref, atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("case", ["grad", "bf16", "too_many_rows", "indivisible"])
-def test_chunked_linear_hands_other_inputs_to_f_linear(case):
+def test_chunked_linear_uses_onednn_from_five_rows(monkeypatch):
+    """oneDNN serves 5+ rows (decode batches, prefill); up to 4 rows the row-block bmm does; an odd layout still works."""
+    import steering.fast as fast
+
+    real = fast._onednn_linear()
+    if real is None:
+        pytest.skip("this torch build has no oneDNN linear")
+    seen = []
+
+    def spy(x, *args):
+        seen.append(x.numel() // x.shape[-1])
+        return real(x, *args)
+
+    monkeypatch.setattr(fast, "_onednn_state", {"op": spy})
+    weight = torch.randn(96, 64)
+    with torch.no_grad():
+        for rows in (1, 4, 5, 32, 200):
+            chunked_linear(torch.randn(rows, 64), weight)
+        strided = torch.randn(6, 128)[:, ::2]  # not contiguous
+        torch.testing.assert_close(chunked_linear(strided, weight), torch.nn.functional.linear(strided, weight),
+                                   atol=1e-5, rtol=1e-5)
+    assert seen == [5, 32, 200, 6]
+
+
+@pytest.mark.parametrize("case", ["grad", "bf16", "too_many_rows", "indivisible", "indivisible_few_rows"])
+def test_chunked_linear_hands_other_inputs_to_f_linear(case, monkeypatch):
+    """Inputs no fast form serves (the row-count cases: without oneDNN) get F.linear's exact result."""
+    if case in ("too_many_rows", "indivisible"):
+        _without_onednn(monkeypatch)
     gen = torch.Generator().manual_seed(1)
-    weight = torch.randn(98 if case == "indivisible" else 96, 64, generator=gen)
-    x = torch.randn(65 if case == "too_many_rows" else 2, 64, generator=gen)
+    weight = torch.randn(98 if case.startswith("indivisible") else 96, 64, generator=gen)
+    x = torch.randn({"too_many_rows": 65, "indivisible": 8}.get(case, 2), 64, generator=gen)
     if case == "bf16":
         weight, x = weight.bfloat16(), x.bfloat16()
     with torch.set_grad_enabled(case == "grad"):
         assert torch.equal(chunked_linear(x, weight), torch.nn.functional.linear(x, weight))
+
+
+def test_onednn_probe_is_cached_and_tolerates_a_missing_op(monkeypatch):
+    import steering.fast as fast
+
+    monkeypatch.setattr(fast, "_onednn_state", {})
+    first = fast._onednn_linear()
+    assert fast._onednn_state == {"op": first} and fast._onednn_linear() is first
+    monkeypatch.setattr(fast, "_onednn_state", {})
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
+    assert fast._onednn_linear() is None
+    x, w = torch.randn(8, 64), torch.randn(96, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(chunked_linear(x, w), torch.nn.functional.linear(x, w), atol=1e-5, rtol=1e-5)
 
 
 def test_chunked_linear_refuses_mismatched_widths():
