@@ -13,9 +13,10 @@ analysis with ``run_with_cache``) keeps using the bridge's hook points.
 The two paths compute the same function: the tests check steered logits and greedy
 generations against the bridge's hook points.
 
-On CPU the twin's linear layers may also get a faster small-batch matmul
+On CPU the twin's linear layers may also get faster decode-sized matmuls
 (:func:`chunked_linear`, chosen per model by :func:`linear_kernel`): decode steps multiply a
-few rows by large weight matrices, which some BLAS builds run on a single core.
+few rows by large weight matrices, which some BLAS builds run on a single core (1–4 rows) or
+well below the cores' peak (more rows).
 
 Example:
     >>> from steering.testing import tiny_model
@@ -289,9 +290,10 @@ def _install_linear_kernel(twin: torch.nn.Module) -> None:
 def linear_kernel(model: Any) -> str:
     """Which matmul the fast generation path uses for small batches: ``"chunked"`` or ``"torch"``.
 
-    Chosen once per model when its plain twin is built: ``"chunked"`` (:func:`chunked_linear`)
-    if it is at least 1.25× faster than ``F.linear`` on the model's largest weight matrix
-    (CPU, float32), else ``"torch"``. ``STEERING_LINEAR=chunked`` or ``=torch`` forces the
+    Chosen once per model when its plain twin is built: ``"chunked"`` (:func:`chunked_linear`:
+    row blocks for up to 4 rows, oneDNN's linear above) if it is at least 1.25× faster than
+    ``F.linear`` on one row against the model's largest weight matrix (CPU, float32), else
+    ``"torch"``. ``STEERING_LINEAR=chunked`` or ``=torch`` forces the
     choice (set it before the first generation); the two give the same tokens up to float
     rounding.
 
