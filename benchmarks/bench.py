@@ -291,6 +291,27 @@ def peer_generators(model: Any, plain_hf: Any, direction: Any, enc: dict, gen_kw
     return out
 
 
+def gemm_peak_gflops(n: int = 2048, reps: int = 5) -> float:
+    """This machine's float32 matmul throughput now: the median of ``reps`` n×n×n products (GFLOP/s)."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    a @ b
+    return 2 * n ** 3 / median_time(lambda: a @ b, reps) / 1e9
+
+
+def per_row_gflop(model: Any, prompts: list, coeffs: int, new_tokens: int) -> float:
+    """Matmul work (GFLOP) of one greedy call for ``coeffs`` × ``prompts`` rows: every linear layer on every
+    (left-padded) prompt position, the output head on the last one, then one pass per further new token."""
+    from steering.extract import tokenize_prompt
+
+    linears = [m.weight.numel() for m in model.original_model.modules() if isinstance(m, torch.nn.Linear)]
+    head = max(linears)  # the unembedding: the largest matrix in both built-in models
+    width = max(tokenize_prompt(model, p).numel() for p in prompts)
+    rows = coeffs * len(prompts)
+    prefill = rows * (width * (sum(linears) - head) + head)
+    decode = rows * (new_tokens - 1) * sum(linears)
+    return 2 * (prefill + decode) / 1e9
+
+
 def bench_per_row(model: Any, name: str, reps: int, new_tokens: int, out: dict) -> None:
     """Target 2: C = 8 coefficients × N = 4 prompts as one batch vs a loop of 8 calls; vs unsteered rows.
 
@@ -319,6 +340,13 @@ def bench_per_row(model: Any, name: str, reps: int, new_tokens: int, out: dict) 
     out["per_row"] = {"model": name, "seconds": secs,
                       "speedup_vs_loop": secs["loop of 8 calls"] / one,
                       "time_vs_unsteered": one / secs["same 32 rows unsteered"]}
+    # How close the one call runs to this machine's compute limit (measured now, side by side).
+    gflop = per_row_gflop(model, prompts, len(coeffs), new_tokens)
+    peak = gemm_peak_gflops()
+    out["per_row"].update({
+        "one_call_gflop": gflop, "one_call_gflops": gflop / one, "gemm_peak_gflops": peak,
+        "loop_vs_one_call_at_peak": secs["loop of 8 calls"] / (gflop / peak),
+    })
     if "one call, torch's matmuls" in secs:
         out["per_row"]["speedup_vs_loop_torch_matmuls"] = secs["loop of 8 calls, torch's matmuls"] / secs[
             "one call, torch's matmuls"]
@@ -451,6 +479,11 @@ def table(out: dict) -> str:
         p = out["per_row"]
         lines.append(f"| per-row coefficients (C=8 × N=4) | 32 | one call vs loop of 8 | — | "
                      f"{p['speedup_vs_loop']:.2f}× faster; {p['time_vs_unsteered']:.2f}× the unsteered time | — |")
+        if "gemm_peak_gflops" in p:
+            lines.append(f"| per-row, compute | 32 | one call's matmuls vs a 2048³ matmul now | — | "
+                         f"{p['one_call_gflops']:.0f} of {p['gemm_peak_gflops']:.0f} GFLOP/s ({p['one_call_gflop']:.1f} GFLOP); "
+                         f"ceiling (loop time ÷ the one call's matmuls at that peak, no other work): "
+                         f"{p['loop_vs_one_call_at_peak']:.1f}× | — |")
         if "speedup_vs_loop_torch_matmuls" in p:
             lines.append(f"| per-row, both with torch's matmuls | 32 | one call vs loop of 8 | — | "
                          f"{p['speedup_vs_loop_torch_matmuls']:.2f}× faster; default one call vs that loop: "
