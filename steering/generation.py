@@ -20,6 +20,7 @@ Example:
     4
 """
 
+import contextlib
 import math
 import os
 from typing import Any, Optional, Sequence, Union
@@ -315,9 +316,13 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
     from transformers import LogitsProcessorList
 
     from ._progress import progress_bar
+    from .fast import packed_weights
 
     completions: list[str] = []
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), progress_bar(
+    fast_path = hf is not getattr(model, "original_model", model)
+    rows = max(len(chunk) for chunk, _ in chunks)
+    packing = packed_weights(model, rows, int(config.max_new_tokens)) if fast_path else contextlib.nullcontext()
+    with torch.random.fork_rng(devices=devices), torch.no_grad(), packing, progress_bar(
         total=total_steps, desc="generating", unit="tok", disable=not show, leave=False
     ) as bar:
         if seed is not None:
@@ -325,7 +330,6 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
         else:
             torch.seed()  # fresh entropy: fork_rng would otherwise replay the same state each call
         per_row = isinstance(coeff, Tensor)
-        fast_path = hf is not getattr(model, "original_model", model)
         for chunk, chunk_coeffs in chunks:
             tokens, mask = left_pad(chunk, pad_id)
             processors = LogitsProcessorList([_StepBar(bar)])

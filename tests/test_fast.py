@@ -314,3 +314,84 @@ def test_chunked_kernel_generates_what_the_torch_kernel_generates(monkeypatch, n
     with torch.no_grad():
         step = {k: plain_model(m)(input_ids=tokens[:, :1]).logits for k, m in models.items()}  # one row: chunked
     torch.testing.assert_close(step["chunked"], step["torch"], atol=1e-5, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------- packed weights for large batched calls
+def _packed_modules(model):
+    return [m for m in plain_model(model).modules() if m.__dict__.get("_packed") is not None]
+
+
+def _chunked_tiny(monkeypatch):
+    from steering.fast import _reorder_op
+
+    if _reorder_op() is None:
+        pytest.skip("this torch build cannot pack weights for oneDNN")
+    monkeypatch.setenv("STEERING_LINEAR", "chunked")
+    monkeypatch.delenv("STEERING_PACK", raising=False)
+    model = tiny_model("llama")
+    assert linear_kernel(model) == "chunked"
+    return model
+
+
+def test_packed_weights_only_for_large_calls_and_always_dropped(monkeypatch):
+    from steering.fast import PACK_MIN_ROWS, PACK_MIN_WORK, packed_weights
+
+    model = _chunked_tiny(monkeypatch)
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain_model(model).modules())
+    with packed_weights(model, rows=PACK_MIN_ROWS, new_tokens=PACK_MIN_WORK // PACK_MIN_ROWS) as packed:
+        assert packed and len(_packed_modules(model)) == n_linear
+    assert _packed_modules(model) == []
+    for rows, new in ((1, 10_000), (PACK_MIN_ROWS - 1, 10_000), (PACK_MIN_ROWS, PACK_MIN_WORK // PACK_MIN_ROWS - 1)):
+        with packed_weights(model, rows=rows, new_tokens=new) as packed:
+            assert not packed and _packed_modules(model) == []
+    for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)):
+            with packed_weights(model, rows=32, new_tokens=32) as packed:
+                assert packed
+                raise exc
+        assert _packed_modules(model) == []
+    monkeypatch.setenv("STEERING_PACK", "off")
+    with packed_weights(model, rows=32, new_tokens=32) as packed:
+        assert not packed
+    monkeypatch.setenv("STEERING_PACK", "always")
+    with pytest.raises(InvalidArgumentError, match="'always'.*auto, off"):
+        with packed_weights(model, rows=32, new_tokens=32):
+            pass
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5, 40])
+def test_packed_linear_equals_f_linear(rows, monkeypatch):
+    """A packed layer gives F.linear's values at every row count (one row still takes the row-block kernel)."""
+    from steering.fast import packed_weights
+
+    model = _chunked_tiny(monkeypatch)
+    layer = next(m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear))
+    x = torch.randn(rows, layer.in_features)
+    with torch.no_grad(), packed_weights(model, rows=32, new_tokens=32):
+        ours = layer(x)
+    torch.testing.assert_close(ours, torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+
+
+def test_generate_packs_large_calls_and_gives_the_same_tokens(monkeypatch, no_hooks):
+    """A large per-row call runs on packed weights (seen from inside the forward) and matches the unpacked run."""
+    model = _chunked_tiny(monkeypatch)
+    vec = st.actadd(model, "I love you!", "I hate you", layer=1)
+    seen = []
+    layer = next(m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear))
+    handle = layer.register_forward_pre_hook(lambda m, a: seen.append(m.__dict__.get("_packed") is not None))
+    try:
+        kw = dict(max_new_tokens=32, do_sample=False)
+        packed = st.generate(model, PROMPTS[:2], vec, coeff=[0.0, 2.0, 4.0, 8.0], **kw)
+        assert seen and all(seen)
+        seen.clear()
+        small = st.generate(model, PROMPTS[:2], vec, coeff=2.0, max_new_tokens=4, do_sample=False)
+        assert seen and not any(seen)
+        monkeypatch.setenv("STEERING_PACK", "off")
+        seen.clear()
+        plain = st.generate(model, PROMPTS[:2], vec, coeff=[0.0, 2.0, 4.0, 8.0], **kw)
+        assert seen and not any(seen)
+    finally:
+        handle.remove()
+    assert packed == plain and len(small) == 2
+    assert _packed_modules(model) == []
+    no_hooks(model)
