@@ -251,8 +251,43 @@ class _ChunkedLinear(torch.nn.Linear):
     def forward(self, x: Tensor) -> Tensor:
         packed = self.__dict__.get("_packed")
         if packed is not None and x.numel() >= 2 * x.shape[-1] and _chunkable(x, self.weight):
+            if isinstance(packed, tuple):  # (group, index): one product for the whole group
+                return packed[0].output(x, packed[1])
             return _onednn_state["op"](x, packed, self.bias, "none", [], "")
         return chunked_linear(x, self.weight, self.bias)
+
+
+#: Sibling projections that read the same input: one packed product serves the group.
+_FUSE_GROUPS = (("q_proj", "k_proj", "v_proj"), ("gate_proj", "up_proj"))
+
+
+class _FusedGroup:
+    """Packed ``[W_1; W_2; ...]`` of sibling linear layers fed the same input (attention's q/k/v, the MLP's gate/up).
+
+    The first member called with an input computes every member's output in one oneDNN product and keeps
+    the others' slices; a sibling called with the same tensor (same object, unchanged since) takes its
+    slice. Any other input is computed afresh, so the result never depends on the call order.
+    """
+
+    def __init__(self, members: list, rows: int) -> None:
+        weights = [m.weight for m in members]
+        self.sizes = [w.shape[0] for w in weights]
+        self.packed = _reorder_op()(torch.cat(weights), rows)
+        biases = [m.bias for m in members]
+        self.bias = None if biases[0] is None else torch.cat(biases)
+        self._x: Optional[Tensor] = None
+        self._version = -1
+        self._outs: list = []
+
+    def output(self, x: Tensor, index: int) -> Tensor:
+        if self._x is not x or self._version != x._version or self._outs[index] is None:
+            full = _onednn_state["op"](x, self.packed, self.bias, "none", [], "")
+            self._outs = list(full.split(self.sizes, dim=-1))
+            self._x, self._version = x, x._version
+        out, self._outs[index] = self._outs[index], None
+        if all(o is None for o in self._outs):
+            self._x = None  # every member served: hold no activations between calls
+        return out
 
 
 #: Packing pays from this many rows per decode step and this many rows × new tokens (see :func:`packed_weights`).
@@ -303,7 +338,9 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
     second copy of them in memory (SmolLM2 ~540 MB, Gemma-3-270M ~1.1 GB). So it is done only
     when the call is large enough to repay it: ``rows >= PACK_MIN_ROWS`` and
     ``rows * new_tokens >= PACK_MIN_WORK``, the chunked kernel is in use (:func:`linear_kernel`)
-    and this torch has oneDNN. The copies are dropped when the block exits, also on an
+    and this torch has oneDNN. Sibling projections fed the same input (attention's q/k/v, the
+    MLP's gate/up) are packed as one matrix and served by one product (SmolLM2 at 32 rows: q/k/v
+    226 vs 305 µs, gate/up 628 vs 669 µs). The copies are dropped when the block exits, also on an
     exception or KeyboardInterrupt, so weights edited between calls are always the ones used.
     ``STEERING_PACK=off`` turns packing off (``auto``, the default, packs as above).
 
@@ -342,8 +379,18 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
         ]
     try:
         with torch.no_grad():
+            grouped = set()
+            for parent in (twin.modules() if modules else ()):
+                for names in _FUSE_GROUPS:
+                    members = [parent._modules.get(n) for n in names]
+                    if all(m in modules for m in members) and len({(m.in_features, m.bias is None) for m in members}) == 1:
+                        group = _FusedGroup(members, rows)
+                        for index, member in enumerate(members):
+                            member._packed = (group, index)
+                            grouped.add(member)
             for module in modules:
-                module._packed = _reorder_op()(module.weight, rows)
+                if module not in grouped:
+                    module._packed = _reorder_op()(module.weight, rows)
         yield bool(modules)
     finally:
         for module in modules:

@@ -395,3 +395,30 @@ def test_generate_packs_large_calls_and_gives_the_same_tokens(monkeypatch, no_ho
     assert packed == plain and len(small) == 2
     assert _packed_modules(model) == []
     no_hooks(model)
+
+
+def test_fused_groups_serve_siblings_in_any_order_and_never_stale(monkeypatch):
+    """q/k/v and gate/up share one packed product per input; any order, a changed input or a new one recomputes."""
+    from steering.fast import _FusedGroup, packed_weights
+
+    model = _chunked_tiny(monkeypatch)
+    twin = plain_model(model)
+    attn = next(m for m in twin.modules() if hasattr(m, "q_proj"))
+    mlp = next(m for m in twin.modules() if hasattr(m, "gate_proj"))
+    members = [attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj]
+    x = torch.randn(6, 1, attn.q_proj.in_features)
+    ref = lambda m, inp: torch.nn.functional.linear(inp, m.weight, m.bias)  # noqa: E731
+    with torch.no_grad(), packed_weights(model, rows=32, new_tokens=32):
+        assert all(isinstance(m.__dict__["_packed"], tuple) for m in members)
+        assert isinstance(attn.q_proj.__dict__["_packed"][0], _FusedGroup)
+        for order in ([0, 1, 2], [2, 0, 1], [1, 1, 0, 2, 2]):  # repeats included
+            for i in order:
+                m = members[i]
+                torch.testing.assert_close(m(x), ref(m, x), atol=1e-5, rtol=1e-5)
+        attn.q_proj(x)
+        x.mul_(2.0)  # same object, new values: k must not come from the stale product
+        torch.testing.assert_close(attn.k_proj(x), ref(attn.k_proj, x), atol=1e-5, rtol=1e-5)
+        y = torch.randn(6, 1, attn.q_proj.in_features)
+        torch.testing.assert_close(mlp.up_proj(y), ref(mlp.up_proj, y), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(mlp.gate_proj(x), ref(mlp.gate_proj, x), atol=1e-5, rtol=1e-5)
+    assert all("_packed" not in m.__dict__ for m in members)
