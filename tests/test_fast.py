@@ -422,3 +422,18 @@ def test_fused_groups_serve_siblings_in_any_order_and_never_stale(monkeypatch):
         torch.testing.assert_close(mlp.up_proj(y), ref(mlp.up_proj, y), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(mlp.gate_proj(x), ref(mlp.gate_proj, x), atol=1e-5, rtol=1e-5)
     assert all("_packed" not in m.__dict__ for m in members)
+
+
+def test_packing_is_skipped_when_memory_is_short(monkeypatch):
+    import steering.fast as fast
+
+    if sys.platform.startswith("linux"):
+        assert fast._available_bytes() > 0
+    model = _chunked_tiny(monkeypatch)
+    weights = sum(m.weight.numel() * 4 for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear))
+    monkeypatch.setattr(fast, "_available_bytes", lambda: 2 * weights - 1)
+    with fast.packed_weights(model, rows=32, new_tokens=32) as packed:
+        assert not packed and _packed_modules(model) == []
+    monkeypatch.setattr(fast, "_available_bytes", lambda: 2 * weights)
+    with fast.packed_weights(model, rows=32, new_tokens=32) as packed:
+        assert packed
