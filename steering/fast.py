@@ -42,7 +42,7 @@ from torch import Tensor
 from .errors import InvalidArgumentError
 
 __all__ = ["plain_model", "decoder_layers", "shares_weights", "linear_kernel", "chunked_linear", "packed_weights",
-           "FAST_HOOKS"]
+           "shared_prefill", "FAST_HOOKS"]
 
 #: Hook kinds the fast path serves (block input and output).
 FAST_HOOKS = ("resid_pre", "resid_post")
@@ -412,6 +412,103 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
     finally:
         for module in modules:
             module.__dict__.pop("_packed", None)
+
+
+def _rows_sliced(value: Any, rows: int, keep: int) -> Any:
+    """``value`` with every tensor whose first dimension is ``rows`` cut to its first ``keep`` rows (recursively)."""
+    if isinstance(value, Tensor):
+        return value[:keep] if value.ndim >= 1 and value.shape[0] == rows else value
+    if isinstance(value, tuple):
+        return tuple(_rows_sliced(v, rows, keep) for v in value)
+    if isinstance(value, list):
+        return [_rows_sliced(v, rows, keep) for v in value]
+    if isinstance(value, dict):
+        return {k: _rows_sliced(v, rows, keep) for k, v in value.items()}
+    return value
+
+
+@contextlib.contextmanager
+def shared_prefill(model: Any, boundary: int, block: int, times: int) -> Iterator[bool]:
+    """For the ``with`` block, compute the prompt pass below layer ``boundary`` once per distinct row.
+
+    Per-row coefficients lay out C coefficients × N prompts as C identical blocks of N rows
+    (coefficient-major). Below the lowest steered layer every block computes the same thing, so on
+    the first forward call of a generation (the prompt pass, KV cache empty) layers ``0 …
+    boundary−1`` run on the first ``block`` rows only; entering layer ``boundary`` the hidden
+    states and those layers' cached keys and values are repeated ``times`` times, and the rest of
+    the pass (steering included) runs on every row. Later calls (decode steps) are untouched.
+    Applies only to a ``DynamicCache`` (Hugging Face's default); otherwise the pass runs as usual.
+    The hooks are removed when the block exits, also on an exception or KeyboardInterrupt.
+
+    Args:
+        model: a bridge whose plain twin (:func:`plain_model`) serves generation.
+        boundary: the lowest steered decoder layer (its input is where rows start to differ).
+        block: distinct rows (N prompts × samples).
+        times: how many identical blocks the batch holds (C).
+
+    Yields:
+        Whether the hooks were installed.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> with shared_prefill(tiny_model(), boundary=0, block=2, times=4) as shared:
+        ...     shared  # nothing lies below layer 0
+        False
+    """
+    from transformers.cache_utils import DynamicCache, DynamicLayer
+
+    twin = plain_model(model)
+    layers = decoder_layers(twin) if twin is not None else None
+    if layers is None or not 0 < boundary < len(layers) or block < 1 or times < 2:
+        yield False
+        return
+    rows = block * times
+    state: dict = {"calls": 0, "on": False}
+
+    def start(module: Any, args: tuple, kwargs: dict) -> None:
+        state["calls"] += 1
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        cache = kwargs.get("past_key_values")
+        state["cache"] = cache
+        state["on"] = (
+            state["calls"] == 1
+            and isinstance(ids, Tensor) and ids.ndim == 2 and ids.shape[0] == rows and ids.shape[1] > 1
+            and type(cache) is DynamicCache and cache.get_seq_length() == 0
+        )
+
+    def below(module: Any, args: tuple, kwargs: dict) -> Any:
+        if not state["on"]:
+            return None
+        return _rows_sliced(args, rows, block), _rows_sliced(kwargs, rows, block)
+
+    def at_boundary(module: Any, args: tuple, kwargs: dict) -> Any:
+        if not state["on"]:
+            return None
+        state["on"] = False
+        cache = state.pop("cache")
+        for index in range(boundary):
+            layer = cache.layers[index]
+            if not isinstance(layer, DynamicLayer) or not layer.is_initialized:
+                raise RuntimeError(f"shared_prefill: cache layer {index} ({type(layer).__name__}) cannot be repeated")
+            layer.keys = layer.keys.repeat(times, 1, 1, 1)
+            layer.values = layer.values.repeat(times, 1, 1, 1)
+        if args:
+            hidden = args[0]
+            return (hidden.repeat(times, *[1] * (hidden.ndim - 1)),) + tuple(args[1:]), kwargs
+        hidden = kwargs["hidden_states"]
+        return args, {**kwargs, "hidden_states": hidden.repeat(times, *[1] * (hidden.ndim - 1))}
+
+    handles = []
+    try:
+        handles.append(twin.register_forward_pre_hook(start, with_kwargs=True))
+        for index in range(boundary):
+            handles.append(layers[index].register_forward_pre_hook(below, with_kwargs=True))
+        # prepended: the rows are whole again before any steering hook on this layer sees them
+        handles.append(layers[boundary].register_forward_pre_hook(at_boundary, with_kwargs=True, prepend=True))
+        yield True
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def _kernel_setting() -> str:

@@ -310,13 +310,28 @@ def generate(
     return completions
 
 
+def _repeat_block(rows: list) -> Optional[int]:
+    """The smallest ``b`` such that ``rows`` is ``len(rows) / b`` copies of its first ``b`` rows (at least two), else None."""
+    n = len(rows)
+    for b in range(1, n // 2 + 1):
+        if n % b == 0 and all(torch.equal(rows[i], rows[i % b]) for i in range(b, n)):
+            return b
+    return None
+
+
+def _lowest_layer(vector: Any) -> int:
+    """The lowest decoder layer a (list of) fast-path vector(s) steers at: rows are identical below it."""
+    vectors = [vector] if isinstance(vector, SteeringVector) else list(vector)
+    return min(int(v.layer) for v in vectors)
+
+
 def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: list, config: Any, pad_id: int,
                 device: torch.device, devices: list, seed: Optional[int], freq_penalty: float,
                 steering: dict, total_steps: int, show: bool, sampler: Any = None) -> list[str]:
     from transformers import LogitsProcessorList
 
     from ._progress import progress_bar
-    from .fast import packed_weights
+    from .fast import packed_weights, shared_prefill
 
     completions: list[str] = []
     fast_path = hf is not getattr(model, "original_model", model)
@@ -348,7 +363,10 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
                 out = hf.generate(**kwargs)
             else:
                 row_coeff = chunk_coeffs if per_row else coeff
-                with steer(model, vector, row_coeff, **steering, _prompt_lengths=lengths, _plain=fast_path):
+                block = _repeat_block(chunk) if per_row and fast_path and config.use_cache else None
+                sharing = shared_prefill(model, _lowest_layer(vector), block, len(chunk) // block) if block \
+                    else contextlib.nullcontext()
+                with sharing, steer(model, vector, row_coeff, **steering, _prompt_lengths=lengths, _plain=fast_path):
                     out = hf.generate(**kwargs)
             new = out[:, tokens.shape[1]:].cpu()
             completions.extend(tok.batch_decode(new, skip_special_tokens=True))

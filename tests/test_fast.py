@@ -437,3 +437,71 @@ def test_packing_is_skipped_when_memory_is_short(monkeypatch):
     monkeypatch.setattr(fast, "_available_bytes", lambda: 2 * weights)
     with fast.packed_weights(model, rows=32, new_tokens=32) as packed:
         assert packed
+
+
+# ----------------------------------------------------------------------------- shared prompt pass for per-row coefficients
+def test_repeat_block_finds_the_smallest_repeated_block():
+    from steering.generation import _repeat_block
+
+    a, b, c = torch.tensor([1, 2]), torch.tensor([3]), torch.tensor([1, 2, 3])
+    assert _repeat_block([a, b, a, b, a, b]) == 2
+    assert _repeat_block([a, a, a, a]) == 1
+    assert _repeat_block([a, b, c, a, b]) is None  # 5 rows: no divisor repeats
+    assert _repeat_block([a, b, a, c]) is None
+    assert _repeat_block([a]) is None
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_shared_prefill_runs_lower_layers_once_per_block_and_gives_the_same_tokens(arch, monkeypatch, no_hooks):
+    import steering.generation as gen
+
+    model = tiny_model(arch, n_layers=3)
+    vec = st.actadd(model, "I love you!", "I hate you", layer=2)
+    layers = decoder_layers(plain_model(model))
+    seen = {0: [], 2: []}
+    handles = [layers[i].register_forward_hook(  # rows each layer computed (its output)
+        lambda m, a, out, i=i: seen[i].append(int((out[0] if isinstance(out, tuple) else out).shape[0])))
+        for i in seen]
+    coeffs = [0.0, 3.0, 8.0]
+    kw = dict(max_new_tokens=6, do_sample=False)
+    try:
+        shared = st.generate(model, PROMPTS[:2], vec, coeff=coeffs, **kw)
+        prefill = {i: v[0] for i, v in seen.items()}
+        decode = {i: set(v[1:]) for i, v in seen.items()}
+        monkeypatch.setattr(gen, "_repeat_block", lambda rows: None)
+        unshared = st.generate(model, PROMPTS[:2], vec, coeff=coeffs, **kw)
+    finally:
+        for h in handles:
+            h.remove()
+    assert prefill == {0: 2, 2: 6}  # below the steered layer: one block of 2 prompts; from it: all 6 rows
+    assert decode == {0: {6}, 2: {6}}  # decode steps run every row
+    assert shared == unshared
+    monkeypatch.setenv("STEERING_FAST", "0")  # the bridge's own hook points, no twin
+    assert st.generate(model, PROMPTS[:2], vec, coeff=coeffs, **kw) == shared
+    no_hooks(model)
+
+
+def test_shared_prefill_removes_its_hooks_and_skips_what_it_cannot_share(no_hooks):
+    from steering.fast import shared_prefill
+
+    model = tiny_model("llama", n_layers=3)
+    twin = plain_model(model)
+    count = lambda: sum(len(m._forward_pre_hooks) for m in twin.modules())  # noqa: E731
+    before = count()
+    for exc in (RuntimeError("boom"), KeyboardInterrupt()):
+        with pytest.raises(type(exc)):
+            with shared_prefill(model, boundary=2, block=2, times=3) as on:
+                assert on and count() == before + 4
+                raise exc
+        assert count() == before
+    for boundary, times in ((0, 3), (3, 3), (2, 1)):  # nothing below, past the last layer, nothing repeated
+        with shared_prefill(model, boundary=boundary, block=2, times=times) as on:
+            assert not on and count() == before
+    # a call it does not recognise (no cache) runs untouched
+    tokens = torch.tensor([[5, 6, 7]] * 6)
+    with torch.no_grad():
+        ref = twin(input_ids=tokens, use_cache=False).logits
+        with shared_prefill(model, boundary=2, block=2, times=3):
+            got = twin(input_ids=tokens, use_cache=False).logits
+    torch.testing.assert_close(got, ref)
+    no_hooks(model)

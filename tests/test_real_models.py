@@ -178,3 +178,41 @@ def test_chunked_matmul_generates_torch_matmuls_tokens(name, request, monkeypatc
         with torch.no_grad():
             out = {k: t.generate(input_ids=tokens, attention_mask=mask, **kw) for k, t in twins.items()}
         assert torch.equal(out["torch"], out["chunked"]), batch
+
+
+@pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
+def test_packed_weights_and_shared_prefill_generate_the_same_tokens(name, request, monkeypatch):
+    """Packed weights (fused q/k/v and gate/up) and the shared prompt pass change speed, not greedy tokens.
+
+    8 rows × 32 tokens, steered per row (2 coefficients × 4 prompts): packed (seen from inside the
+    forward) vs ``STEERING_PACK=off``, and without sharing the prompt pass below the steered layer.
+    Measured: identical on both models (also 32 rows in the benchmark).
+    """
+    from steering.fast import _reorder_op, linear_kernel, plain_model
+
+    model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
+    if _reorder_op() is None or linear_kernel(model) != "chunked":
+        pytest.skip("packing needs oneDNN and the chunked kernel (CPUs where it pays)")
+    vec = st.actadd(model, " weddings", "", layer=model.cfg.n_layers // 3)
+    prompts = [WEDDING_PROMPT, "The weather this morning was", "She opened the box and found", "Our teacher said"]
+    head = max((m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear)), key=lambda m: m.weight.numel())
+    seen = []
+    handle = head.register_forward_pre_hook(lambda m, a: seen.append("_packed" in m.__dict__))
+    texts = {}
+    try:
+        for setting in ("auto", "off"):
+            monkeypatch.setenv("STEERING_PACK", setting)
+            seen.clear()
+            texts[setting] = st.generate(model, prompts, vec, coeff=[0.0, 6.0], max_new_tokens=32, do_sample=False,
+                                         stop_at_eos=False, progress=False)
+            assert seen and set(seen) == {setting == "auto"}, setting
+        # and without sharing the prompt pass below the steered layer across the two coefficients' blocks
+        import steering.generation as gen
+
+        monkeypatch.setattr(gen, "_repeat_block", lambda rows: None)
+        texts["unshared"] = st.generate(model, prompts, vec, coeff=[0.0, 6.0], max_new_tokens=32, do_sample=False,
+                                        stop_at_eos=False, progress=False)
+    finally:
+        handle.remove()
+    assert texts["auto"] == texts["off"] == texts["unshared"]
+    assert st.active_hooks(model) == 0
