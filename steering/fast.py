@@ -290,8 +290,9 @@ class _FusedGroup:
         return out
 
 
-#: Packing pays from this many rows per decode step and this many rows × new tokens (see :func:`packed_weights`).
+#: Packing pays from this many rows per decode step, new tokens and rows × new tokens (see :func:`packed_weights`).
 PACK_MIN_ROWS = 4
+PACK_MIN_NEW_TOKENS = 32
 PACK_MIN_WORK = 256
 _PACK_ENV = "STEERING_PACK"
 _PACK_SETTINGS = ("auto", "off")
@@ -348,8 +349,11 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
     2.6 vs 6.8 ms at 5 rows; its MLP matrices 1.2–1.6× faster at 4–32 rows. Packing the whole
     model costs one pass over the weights (0.13 s for SmolLM2) and, while the block runs, a
     second copy of them in memory (SmolLM2 ~540 MB, Gemma-3-270M ~1.1 GB). So it is done only
-    when the call is large enough to repay it: ``rows >= PACK_MIN_ROWS`` and
-    ``rows * new_tokens >= PACK_MIN_WORK``, the chunked kernel is in use (:func:`linear_kernel`)
+    when the call is large enough to repay it: ``rows >= PACK_MIN_ROWS`` (4),
+    ``new_tokens >= PACK_MIN_NEW_TOKENS`` (32) and ``rows * new_tokens >= PACK_MIN_WORK`` (256)
+    — measured: 4 rows × 32 tokens gain nothing once the packing is paid for, and Gemma-3-270M at
+    64 rows × 16 tokens lost 4% (its 1.1 GB copy costs more than 16 steps save) —, the chunked
+    kernel is in use (:func:`linear_kernel`)
     and this torch has oneDNN, and the system has at least twice the copy's size free (Linux
     ``MemAvailable``; elsewhere not checked). Sibling projections fed the same input (attention's q/k/v, the
     MLP's gate/up) are packed as one matrix and served by one product (SmolLM2 at 32 rows: q/k/v
@@ -382,6 +386,7 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
         setting == "auto"
         and twin is not None
         and rows >= PACK_MIN_ROWS
+        and new_tokens >= PACK_MIN_NEW_TOKENS
         and rows * new_tokens >= PACK_MIN_WORK
         and _reorder_op() is not None
     ):

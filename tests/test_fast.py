@@ -334,14 +334,15 @@ def _chunked_tiny(monkeypatch):
 
 
 def test_packed_weights_only_for_large_calls_and_always_dropped(monkeypatch):
-    from steering.fast import PACK_MIN_ROWS, PACK_MIN_WORK, packed_weights
+    from steering.fast import PACK_MIN_NEW_TOKENS, PACK_MIN_ROWS, PACK_MIN_WORK, packed_weights
 
     model = _chunked_tiny(monkeypatch)
     n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain_model(model).modules())
     with packed_weights(model, rows=PACK_MIN_ROWS, new_tokens=PACK_MIN_WORK // PACK_MIN_ROWS) as packed:
         assert packed and len(_packed_modules(model)) == n_linear
     assert _packed_modules(model) == []
-    for rows, new in ((1, 10_000), (PACK_MIN_ROWS - 1, 10_000), (PACK_MIN_ROWS, PACK_MIN_WORK // PACK_MIN_ROWS - 1)):
+    for rows, new in ((1, 10_000), (PACK_MIN_ROWS - 1, 10_000), (PACK_MIN_ROWS, PACK_MIN_WORK // PACK_MIN_ROWS - 1),
+                      (64, PACK_MIN_NEW_TOKENS - 1)):
         with packed_weights(model, rows=rows, new_tokens=new) as packed:
             assert not packed and _packed_modules(model) == []
     for exc in (RuntimeError("boom"), KeyboardInterrupt()):
