@@ -298,14 +298,20 @@ _PACK_ENV = "STEERING_PACK"
 _PACK_SETTINGS = ("auto", "off")
 
 
-def _pack_setting() -> str:
-    value = os.environ.get(_PACK_ENV, "auto").strip().lower() or "auto"
-    if value not in _PACK_SETTINGS:
+def _env_setting(name: str, allowed: tuple, what: str, auto_means: str, instead: str) -> str:
+    """The environment variable ``name`` (default ``auto``), checked against ``allowed``."""
+    value = os.environ.get(name, "auto").strip().lower() or "auto"
+    if value not in allowed:
         raise InvalidArgumentError(
-            f"{_PACK_ENV}={value!r} is not a weight-packing setting; allowed: {', '.join(_PACK_SETTINGS)}. "
-            f"Unset it (auto: pack for large batched generations) or set {_PACK_ENV}=off to never pack."
+            f"{name}={value!r} is not a {what} setting; allowed: {', '.join(allowed)}. "
+            f"Unset it (auto: {auto_means}) or set {instead}."
         )
     return value
+
+
+def _pack_setting() -> str:
+    return _env_setting(_PACK_ENV, _PACK_SETTINGS, "weight-packing", "pack for large batched generations",
+                        f"{_PACK_ENV}=off to never pack")
 
 
 def _reorder_op() -> Any:
@@ -517,13 +523,8 @@ def shared_prefill(model: Any, boundary: int, block: int, times: int) -> Iterato
 
 
 def _kernel_setting() -> str:
-    value = os.environ.get(_KERNEL_ENV, "auto").strip().lower() or "auto"
-    if value not in _KERNELS:
-        raise InvalidArgumentError(
-            f"{_KERNEL_ENV}={value!r} is not a linear-kernel setting; allowed: {', '.join(_KERNELS)}. "
-            f"Unset it (auto: measured per model) or set {_KERNEL_ENV}=torch to keep torch's own matmuls."
-        )
-    return value
+    return _env_setting(_KERNEL_ENV, _KERNELS, "linear-kernel", "measured per model",
+                        f"{_KERNEL_ENV}=torch to keep torch's own matmuls")
 
 
 def _chunked_pays(weight: Tensor, reps: int = 4) -> bool:
