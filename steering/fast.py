@@ -333,6 +333,15 @@ def _reorder_op() -> Any:
     return _onednn_state["reorder"]
 
 
+def _count(name: str, value: Any, minimum: int, caller: str) -> int:
+    """``value`` if it is an int ≥ ``minimum`` (not a bool), else an InvalidArgumentError naming it."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidArgumentError(
+            f"{caller}: {name}={value!r}; allowed: an int >= {minimum}. Pass the count as a plain int."
+        )
+    return value
+
+
 def _available_bytes() -> Optional[int]:
     """Memory the system can still hand out (Linux ``MemAvailable``), or ``None`` where it cannot be read."""
     try:
@@ -376,7 +385,8 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
         Whether the weights were packed.
 
     Raises:
-        InvalidArgumentError: ``STEERING_PACK`` is neither ``auto`` nor ``off``.
+        InvalidArgumentError: ``STEERING_PACK`` is neither ``auto`` nor ``off``; ``rows`` is not an int ≥ 1
+            or ``new_tokens`` not an int ≥ 0.
 
     Example:
         >>> from steering.testing import tiny_model
@@ -385,6 +395,8 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
         ...     packed  # one row: nothing to gain
         False
     """
+    rows = _count("rows", rows, 1, "packed_weights")
+    new_tokens = _count("new_tokens", new_tokens, 0, "packed_weights")
     setting = _pack_setting()
     twin = plain_model(model)
     modules: list = []
@@ -460,6 +472,9 @@ def shared_prefill(model: Any, boundary: int, block: int, times: int) -> Iterato
     Yields:
         Whether the hooks were installed.
 
+    Raises:
+        InvalidArgumentError: ``boundary`` is not an int ≥ 0, or ``block`` / ``times`` not an int ≥ 1.
+
     Example:
         >>> from steering.testing import tiny_model
         >>> with shared_prefill(tiny_model(), boundary=0, block=2, times=4) as shared:
@@ -468,9 +483,12 @@ def shared_prefill(model: Any, boundary: int, block: int, times: int) -> Iterato
     """
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
+    boundary = _count("boundary", boundary, 0, "shared_prefill")
+    block = _count("block", block, 1, "shared_prefill")
+    times = _count("times", times, 1, "shared_prefill")
     twin = plain_model(model)
     layers = decoder_layers(twin) if twin is not None else None
-    if layers is None or not 0 < boundary < len(layers) or block < 1 or times < 2:
+    if layers is None or not 0 < boundary < len(layers) or times < 2:
         yield False
         return
     rows = block * times

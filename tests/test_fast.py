@@ -506,3 +506,41 @@ def test_shared_prefill_removes_its_hooks_and_skips_what_it_cannot_share(no_hook
             got = twin(input_ids=tokens, use_cache=False).logits
     torch.testing.assert_close(got, ref)
     no_hooks(model)
+
+
+@pytest.mark.parametrize("kwargs", [dict(rows=0, new_tokens=32), dict(rows=True, new_tokens=32),
+                                    dict(rows=8, new_tokens=-1)])
+def test_packed_weights_rejects_bad_counts(kwargs):
+    from steering.fast import packed_weights
+
+    model = tiny_model("llama")
+    name, value = next((k, v) for k, v in kwargs.items() if not (isinstance(v, int) and not isinstance(v, bool)
+                                                                 and v >= (1 if k == "rows" else 0)))
+    with pytest.raises(InvalidArgumentError, match=rf"packed_weights: {name}={value!r}.*int >= "):
+        with packed_weights(model, **kwargs):
+            pass
+    assert _packed_modules(model) == []
+
+
+@pytest.mark.parametrize("kwargs", [dict(boundary=-1, block=2, times=3), dict(boundary=1, block=0, times=3),
+                                    dict(boundary=1, block=2, times=0)])
+def test_shared_prefill_rejects_bad_counts(kwargs, no_hooks):
+    from steering.fast import shared_prefill
+
+    model = tiny_model("llama", n_layers=3)
+    with pytest.raises(InvalidArgumentError, match=r"shared_prefill: .*allowed: an int >= "):
+        with shared_prefill(model, **kwargs):
+            pass
+    no_hooks(model)
+
+
+def test_packing_and_sharing_name_non_int_counts_outside_pytest_checks():
+    # under pytest the type hints reject a float first; a caller gets a SteeringError naming the value
+    code = ("from steering.fast import packed_weights, shared_prefill\n"
+            "from steering.testing import tiny_model\nfrom steering.errors import SteeringError\n"
+            "m = tiny_model()\n"
+            "for cm in (lambda: packed_weights(m, 2.5, 32), lambda: shared_prefill(m, 1, 2, '3')):\n"
+            "    try:\n        cm().__enter__()\n    except SteeringError as err:\n        print(err)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "packed_weights: rows=2.5; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]
+    assert "shared_prefill: times='3'; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]
