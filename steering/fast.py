@@ -30,6 +30,7 @@ Example:
 
 import contextlib
 import copy
+import functools
 import os
 import time
 from typing import Any, Iterator, Optional
@@ -42,7 +43,7 @@ from torch import Tensor
 from .errors import InvalidArgumentError
 
 __all__ = ["plain_model", "decoder_layers", "shares_weights", "linear_kernel", "chunked_linear", "packed_weights",
-           "shared_prefill", "FAST_HOOKS"]
+           "shared_rows", "FAST_HOOKS"]
 
 #: Hook kinds the fast path serves (block input and output).
 FAST_HOOKS = ("resid_pre", "resid_post")
@@ -437,31 +438,45 @@ def packed_weights(model: Any, rows: int, new_tokens: int) -> Iterator[bool]:
             module.__dict__.pop("_packed", None)
 
 
-def _rows_sliced(value: Any, rows: int, keep: int) -> Any:
-    """``value`` with every tensor whose first dimension is ``rows`` cut to its first ``keep`` rows (recursively)."""
+def _rows_taken(value: Any, rows: int, index: Tensor, memo: dict) -> Any:
+    """``value`` with every tensor of 2+ dimensions whose first dimension is ``rows`` cut to the rows ``index``
+    names (recursively; each tensor cut once per ``memo``)."""
     if isinstance(value, Tensor):
-        return value[:keep] if value.ndim >= 1 and value.shape[0] == rows else value
+        if value.ndim < 2 or value.shape[0] != rows:
+            return value
+        key = id(value)
+        if key not in memo:
+            memo[key] = (value, value.index_select(0, index.to(value.device)))
+        return memo[key][1]
     if isinstance(value, tuple):
-        return tuple(_rows_sliced(v, rows, keep) for v in value)
+        return tuple(_rows_taken(v, rows, index, memo) for v in value)
     if isinstance(value, list):
-        return [_rows_sliced(v, rows, keep) for v in value]
+        return [_rows_taken(v, rows, index, memo) for v in value]
     if isinstance(value, dict):
-        return {k: _rows_sliced(v, rows, keep) for k, v in value.items()}
+        return {k: _rows_taken(v, rows, index, memo) for k, v in value.items()}
     return value
 
 
 @contextlib.contextmanager
-def shared_prefill(model: Any, boundary: int, block: int, times: int) -> Iterator[bool]:
-    """For the ``with`` block, compute the prompt pass below layer ``boundary`` once per distinct row.
+def shared_rows(model: Any, boundary: int, block: int, times: int) -> Iterator[bool]:
+    """For the ``with`` block, run the layers below ``boundary`` once per group of rows that agree so far.
 
     Per-row coefficients lay out C coefficients × N prompts as C identical blocks of N rows
-    (coefficient-major). Below the lowest steered layer every block computes the same thing, so on
-    the first forward call of a generation (the prompt pass, KV cache empty) layers ``0 …
-    boundary−1`` run on the first ``block`` rows only; entering layer ``boundary`` the hidden
-    states and those layers' cached keys and values are repeated ``times`` times, and the rest of
-    the pass (steering included) runs on every row. Later calls (decode steps) are untouched.
-    Applies only to a ``DynamicCache`` (Hugging Face's default); otherwise the pass runs as usual.
-    The hooks are removed when the block exits, also on an exception or KeyboardInterrupt.
+    (coefficient-major). Below the lowest steered layer a row's computation depends only on its
+    tokens, so rows holding the same prompt *and the same generated tokens so far* compute the same
+    hidden states and the same cached keys and values there. ActAdd steers the prompt only, and a
+    small coefficient often leaves the first tokens (or all of them) unchanged: in the benchmark's
+    32-row call (SmolLM2, 8 coefficients × 4 prompts) the first step after the prompt has 4 distinct
+    rows and the last 16, 12 on average.
+
+    So rows are kept in groups — at the prompt pass, row ``r`` is in group ``r mod block`` — and a group
+    splits when its rows pick different tokens. Layers ``0 … boundary−1`` run on one row per group, and
+    their KV-cache entries are stored once per group (rearranged when groups split); entering layer
+    ``boundary`` the hidden states are copied out to every row, and the rest of the model (steering
+    included) runs on all of them. Applies to generations whose cache is a ``DynamicCache`` (Hugging
+    Face's default) and whose steps feed one new token per row; a step that does not (a call it does
+    not recognise) first copies the groups' cache entries back out to every row, and sharing stops
+    there. The hooks are removed when the block exits, also on an exception or KeyboardInterrupt.
 
     Args:
         model: a bridge whose plain twin (:func:`plain_model`) serves generation.
@@ -477,61 +492,94 @@ def shared_prefill(model: Any, boundary: int, block: int, times: int) -> Iterato
 
     Example:
         >>> from steering.testing import tiny_model
-        >>> with shared_prefill(tiny_model(), boundary=0, block=2, times=4) as shared:
+        >>> with shared_rows(tiny_model(), boundary=0, block=2, times=4) as shared:
         ...     shared  # nothing lies below layer 0
         False
     """
     from transformers.cache_utils import DynamicCache, DynamicLayer
 
-    boundary = _count("boundary", boundary, 0, "shared_prefill")
-    block = _count("block", block, 1, "shared_prefill")
-    times = _count("times", times, 1, "shared_prefill")
+    boundary = _count("boundary", boundary, 0, "shared_rows")
+    block = _count("block", block, 1, "shared_rows")
+    times = _count("times", times, 1, "shared_rows")
     twin = plain_model(model)
     layers = decoder_layers(twin) if twin is not None else None
     if layers is None or not 0 < boundary < len(layers) or times < 2:
         yield False
         return
     rows = block * times
-    state: dict = {"calls": 0, "on": False}
+    state: dict = {"calls": 0, "on": False, "cache": None, "group": None, "reps": None, "memo": {}}
+
+    def cache_layers() -> list:
+        cache = state["cache"]
+        found = [cache.layers[i] for i in range(min(boundary, len(cache.layers)))]
+        for index, layer in enumerate(found):
+            if not isinstance(layer, DynamicLayer) or not layer.is_initialized:
+                raise RuntimeError(f"shared_rows: cache layer {index} ({type(layer).__name__}) cannot be regrouped")
+        return found
+
+    def regroup(index: Tensor) -> None:  # cache row g (below the boundary) := cache row index[g]
+        for layer in cache_layers():
+            layer.keys = layer.keys.index_select(0, index)
+            layer.values = layer.values.index_select(0, index)
 
     def start(module: Any, args: tuple, kwargs: dict) -> None:
         state["calls"] += 1
+        state["memo"] = {}
         ids = kwargs.get("input_ids", args[0] if args else None)
         cache = kwargs.get("past_key_values")
-        state["cache"] = cache
-        state["on"] = (
-            state["calls"] == 1
-            and isinstance(ids, Tensor) and ids.ndim == 2 and ids.shape[0] == rows and ids.shape[1] > 1
-            and type(cache) is DynamicCache and cache.get_seq_length() == 0
-        )
+        if state["calls"] == 1:  # the prompt pass: one group per distinct prompt row
+            if (isinstance(ids, Tensor) and ids.ndim == 2 and ids.shape[0] == rows
+                    and type(cache) is DynamicCache and cache.get_seq_length() == 0):
+                device = ids.device
+                state.update(on=True, cache=cache, group=torch.arange(rows, device=device) % block,
+                             reps=torch.arange(block, device=device))
+            return
+        if not state["on"]:
+            return
+        group = state["group"]
+        if not (isinstance(ids, Tensor) and ids.shape == (rows, 1) and cache is state["cache"]):
+            regroup(group)  # not a step it knows: every row gets its own cache entries back, and sharing stops
+            state["on"] = False
+            return
+        # split groups by the token each row just picked (sorted keys: new groups stay in parent order)
+        tokens = ids[:, 0].to(torch.long)
+        keys = group * (int(tokens.max()) + 1) + tokens
+        _, new_group = torch.unique(keys, sorted=True, return_inverse=True)
+        count = int(new_group.max()) + 1
+        order = torch.arange(rows, device=ids.device)
+        reps = torch.full((count,), rows, dtype=torch.long, device=ids.device).scatter_reduce_(
+            0, new_group, order, reduce="amin")
+        if count != state["reps"].numel():
+            regroup(group[reps])
+        state["group"], state["reps"] = new_group, reps
 
-    def below(module: Any, args: tuple, kwargs: dict) -> Any:
+    def below(module: Any, args: tuple, kwargs: dict, first: bool) -> Any:
         if not state["on"]:
             return None
-        return _rows_sliced(args, rows, block), _rows_sliced(kwargs, rows, block)
+        reps, memo = state["reps"], state["memo"]
+        # the hidden states: all rows entering layer 0, one per group from then on (the previous layer's output)
+        hidden = args[0] if args else kwargs.get("hidden_states")
+        if first and isinstance(hidden, Tensor):
+            hidden = hidden.index_select(0, reps)
+        args = (hidden,) + _rows_taken(args[1:], rows, reps, memo) if args else ()
+        kwargs = _rows_taken({k: v for k, v in kwargs.items() if k != "hidden_states"}, rows, reps, memo) | (
+            {} if args else {"hidden_states": hidden})
+        return args, kwargs
 
     def at_boundary(module: Any, args: tuple, kwargs: dict) -> Any:
         if not state["on"]:
             return None
-        state["on"] = False
-        cache = state.pop("cache")
-        for index in range(boundary):
-            layer = cache.layers[index]
-            if not isinstance(layer, DynamicLayer) or not layer.is_initialized:
-                raise RuntimeError(f"shared_prefill: cache layer {index} ({type(layer).__name__}) cannot be repeated")
-            layer.keys = layer.keys.repeat(times, 1, 1, 1)
-            layer.values = layer.values.repeat(times, 1, 1, 1)
+        group = state["group"]
         if args:
-            hidden = args[0]
-            return (hidden.repeat(times, *[1] * (hidden.ndim - 1)),) + tuple(args[1:]), kwargs
-        hidden = kwargs["hidden_states"]
-        return args, {**kwargs, "hidden_states": hidden.repeat(times, *[1] * (hidden.ndim - 1))}
+            return (args[0].index_select(0, group),) + tuple(args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": kwargs["hidden_states"].index_select(0, group)}
 
     handles = []
     try:
         handles.append(twin.register_forward_pre_hook(start, with_kwargs=True))
         for index in range(boundary):
-            handles.append(layers[index].register_forward_pre_hook(below, with_kwargs=True))
+            hook = functools.partial(below, first=index == 0)
+            handles.append(layers[index].register_forward_pre_hook(hook, with_kwargs=True))
         # prepended: the rows are whole again before any steering hook on this layer sees them
         handles.append(layers[boundary].register_forward_pre_hook(at_boundary, with_kwargs=True, prepend=True))
         yield True

@@ -331,7 +331,7 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
     from transformers import LogitsProcessorList
 
     from ._progress import progress_bar
-    from .fast import packed_weights, shared_prefill
+    from .fast import packed_weights, shared_rows
 
     completions: list[str] = []
     fast_path = hf is not getattr(model, "original_model", model)
@@ -364,7 +364,7 @@ def _run_chunks(hf: Any, tok: Any, model: Any, vector: Any, coeff: Any, chunks: 
             else:
                 row_coeff = chunk_coeffs if per_row else coeff
                 block = _repeat_block(chunk) if per_row and fast_path and config.use_cache else None
-                sharing = shared_prefill(model, _lowest_layer(vector), block, len(chunk) // block) if block \
+                sharing = shared_rows(model, _lowest_layer(vector), block, len(chunk) // block) if block \
                     else contextlib.nullcontext()
                 with sharing, steer(model, vector, row_coeff, **steering, _prompt_lengths=lengths, _plain=fast_path):
                     out = hf.generate(**kwargs)

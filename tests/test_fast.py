@@ -1,5 +1,6 @@
 """The fast path (the unbridged HF twin) computes exactly what the bridge's hook points compute."""
 
+import contextlib
 import subprocess
 import sys
 
@@ -440,7 +441,7 @@ def test_packing_is_skipped_when_memory_is_short(monkeypatch):
         assert packed
 
 
-# ----------------------------------------------------------------------------- shared prompt pass for per-row coefficients
+# ----------------------------------------------------------------------------- shared rows for per-row coefficients
 def test_repeat_block_finds_the_smallest_repeated_block():
     from steering.generation import _repeat_block
 
@@ -452,38 +453,84 @@ def test_repeat_block_finds_the_smallest_repeated_block():
     assert _repeat_block([a]) is None
 
 
-@pytest.mark.parametrize("arch", ["llama", "gpt2"])
-def test_shared_prefill_runs_lower_layers_once_per_block_and_gives_the_same_tokens(arch, monkeypatch, no_hooks):
+@pytest.mark.parametrize("arch,coeffs", [("llama", [0.0, 0.5, 1.0, 2.0]), ("llama", [0.0, 3.0, 8.0]),
+                                         ("gpt2", [0.0, 3.0, 8.0])])
+def test_shared_rows_run_lower_layers_once_per_group_and_give_the_same_tokens(arch, coeffs, monkeypatch, no_hooks):
     import steering.generation as gen
 
     model = tiny_model(arch, n_layers=3)
     vec = st.actadd(model, "I love you!", "I hate you", layer=2)
-    layers = decoder_layers(plain_model(model))
-    seen = {0: [], 2: []}
+    twin = plain_model(model)
+    layers = decoder_layers(twin)
+    seen: dict = {0: [], 2: []}
+    steps: list = []  # the token each row was fed at each decode step
     handles = [layers[i].register_forward_hook(  # rows each layer computed (its output)
         lambda m, a, out, i=i: seen[i].append(int((out[0] if isinstance(out, tuple) else out).shape[0])))
         for i in seen]
-    coeffs = [0.0, 3.0, 8.0]
-    kw = dict(max_new_tokens=6, do_sample=False)
+    handles.append(twin.register_forward_pre_hook(
+        lambda m, a, k: steps.append(k["input_ids"][:, 0].tolist()) if k["input_ids"].shape[1] == 1 else None,
+        with_kwargs=True))
+    kw = dict(max_new_tokens=10, do_sample=False)
+    prompts = ["I think that", "The cat sat"]  # on these the tiny llama's rows split at several steps
     try:
-        shared = st.generate(model, PROMPTS[:2], vec, coeff=coeffs, **kw)
+        shared = st.generate(model, prompts, vec, coeff=coeffs, **kw)
         prefill = {i: v[0] for i, v in seen.items()}
-        decode = {i: set(v[1:]) for i, v in seen.items()}
+        decode = {i: v[1:] for i, v in seen.items()}
+        for v in seen.values():
+            v.clear()
         monkeypatch.setattr(gen, "_repeat_block", lambda rows: None)
-        unshared = st.generate(model, PROMPTS[:2], vec, coeff=coeffs, **kw)
+        unshared = st.generate(model, prompts, vec, coeff=coeffs, **kw)
     finally:
         for h in handles:
             h.remove()
-    assert prefill == {0: 2, 2: 6}  # below the steered layer: one block of 2 prompts; from it: all 6 rows
-    assert decode == {0: {6}, 2: {6}}  # decode steps run every row
+    rows = 2 * len(coeffs)
+    # groups, counted independently: rows with the same prompt and the same tokens so far
+    history = [(r % 2,) for r in range(rows)]
+    expected = []
+    for fed in steps[:len(decode[0])]:
+        history = [h + (t,) for h, t in zip(history, fed)]
+        expected.append(len(set(history)))
+    assert prefill == {0: 2, 2: rows}  # below the steered layer: one block of 2 prompts; from it: every row
+    assert decode[2] == [rows] * len(decode[2])  # the steered layer and above always run every row
+    assert decode[0] == expected and min(expected) < rows  # below it: one row per group
+    assert seen[0] and set(seen[0]) == {rows}  # unshared: every row everywhere
+    if coeffs == [0.0, 0.5, 1.0, 2.0]:
+        assert len(set(expected)) > 1  # groups split mid-generation: the cache was regrouped
     assert shared == unshared
     monkeypatch.setenv("STEERING_FAST", "0")  # the bridge's own hook points, no twin
-    assert st.generate(model, PROMPTS[:2], vec, coeff=coeffs, **kw) == shared
+    assert st.generate(model, prompts, vec, coeff=coeffs, **kw) == shared
     no_hooks(model)
 
 
-def test_shared_prefill_removes_its_hooks_and_skips_what_it_cannot_share(no_hooks):
-    from steering.fast import shared_prefill
+def test_shared_rows_give_every_row_its_cache_back_on_a_step_they_do_not_know(no_hooks):
+    from transformers.cache_utils import DynamicCache
+
+    from steering.fast import shared_rows
+
+    model = tiny_model("llama", n_layers=3)
+    twin = plain_model(model)
+    prompt = torch.tensor([[5, 6, 7], [8, 9, 10]] * 3)
+    step = torch.tensor([[11], [12], [11], [12], [13], [12]])  # the 3rd block's first row picks another token
+    two = torch.tensor([[1, 2]] * 6)  # two tokens per row: not a decode step
+    logits, sizes = {}, {}
+    with torch.no_grad():
+        for shared in (True, False):
+            cache = DynamicCache(config=twin.config)
+            ctx = shared_rows(model, boundary=2, block=2, times=3) if shared else contextlib.nullcontext()
+            with ctx:
+                out = [twin(input_ids=prompt, past_key_values=cache, use_cache=True).logits[:, -1]]
+                out.append(twin(input_ids=step, past_key_values=cache, use_cache=True).logits[:, -1])
+                sizes[shared] = [cache.layers[i].keys.shape[0] for i in range(3)]
+                out.append(twin(input_ids=two, past_key_values=cache, use_cache=True).logits[:, -1])
+            logits[shared] = torch.stack(out)
+            assert [cache.layers[i].keys.shape[:3] for i in range(3)] == [(6, 2, 6)] * 3  # every row, 6 positions
+    assert sizes == {True: [3, 3, 6], False: [6, 6, 6]}  # after the step: 3 groups below layer 2
+    torch.testing.assert_close(logits[True], logits[False])
+    no_hooks(model)
+
+
+def test_shared_rows_remove_their_hooks_and_skips_what_it_cannot_share(no_hooks):
+    from steering.fast import shared_rows
 
     model = tiny_model("llama", n_layers=3)
     twin = plain_model(model)
@@ -491,18 +538,18 @@ def test_shared_prefill_removes_its_hooks_and_skips_what_it_cannot_share(no_hook
     before = count()
     for exc in (RuntimeError("boom"), KeyboardInterrupt()):
         with pytest.raises(type(exc)):
-            with shared_prefill(model, boundary=2, block=2, times=3) as on:
+            with shared_rows(model, boundary=2, block=2, times=3) as on:
                 assert on and count() == before + 4
                 raise exc
         assert count() == before
     for boundary, times in ((0, 3), (3, 3), (2, 1)):  # nothing below, past the last layer, nothing repeated
-        with shared_prefill(model, boundary=boundary, block=2, times=times) as on:
+        with shared_rows(model, boundary=boundary, block=2, times=times) as on:
             assert not on and count() == before
     # a call it does not recognise (no cache) runs untouched
     tokens = torch.tensor([[5, 6, 7]] * 6)
     with torch.no_grad():
         ref = twin(input_ids=tokens, use_cache=False).logits
-        with shared_prefill(model, boundary=2, block=2, times=3):
+        with shared_rows(model, boundary=2, block=2, times=3):
             got = twin(input_ids=tokens, use_cache=False).logits
     torch.testing.assert_close(got, ref)
     no_hooks(model)
@@ -524,23 +571,23 @@ def test_packed_weights_rejects_bad_counts(kwargs):
 
 @pytest.mark.parametrize("kwargs", [dict(boundary=-1, block=2, times=3), dict(boundary=1, block=0, times=3),
                                     dict(boundary=1, block=2, times=0)])
-def test_shared_prefill_rejects_bad_counts(kwargs, no_hooks):
-    from steering.fast import shared_prefill
+def test_shared_rows_reject_bad_counts(kwargs, no_hooks):
+    from steering.fast import shared_rows
 
     model = tiny_model("llama", n_layers=3)
-    with pytest.raises(InvalidArgumentError, match=r"shared_prefill: .*allowed: an int >= "):
-        with shared_prefill(model, **kwargs):
+    with pytest.raises(InvalidArgumentError, match=r"shared_rows: .*allowed: an int >= "):
+        with shared_rows(model, **kwargs):
             pass
     no_hooks(model)
 
 
 def test_packing_and_sharing_name_non_int_counts_outside_pytest_checks():
     # under pytest the type hints reject a float first; a caller gets a SteeringError naming the value
-    code = ("from steering.fast import packed_weights, shared_prefill\n"
+    code = ("from steering.fast import packed_weights, shared_rows\n"
             "from steering.testing import tiny_model\nfrom steering.errors import SteeringError\n"
             "m = tiny_model()\n"
-            "for cm in (lambda: packed_weights(m, 2.5, 32), lambda: shared_prefill(m, 1, 2, '3')):\n"
+            "for cm in (lambda: packed_weights(m, 2.5, 32), lambda: shared_rows(m, 1, 2, '3')):\n"
             "    try:\n        cm().__enter__()\n    except SteeringError as err:\n        print(err)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "packed_weights: rows=2.5; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]
-    assert "shared_prefill: times='3'; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]
+    assert "shared_rows: times='3'; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]

@@ -181,14 +181,14 @@ def test_chunked_matmul_generates_torch_matmuls_tokens(name, request, monkeypatc
 
 
 @pytest.mark.parametrize("name", ["smollm2-135m", "gemma3-270m"])
-def test_packed_weights_and_shared_prefill_generate_the_same_tokens(name, request, monkeypatch):
-    """Packed weights (fused q/k/v and gate/up) and the shared prompt pass change speed, not greedy tokens.
+def test_packed_weights_and_shared_rows_generate_the_same_tokens(name, request, monkeypatch):
+    """Packed weights (fused q/k/v and gate/up) and shared rows below the steered layer change speed, not tokens.
 
     8 rows × 32 tokens, steered per row (2 coefficients × 4 prompts): packed (seen from inside the
-    forward) vs ``STEERING_PACK=off``, and without sharing the prompt pass below the steered layer.
+    forward) vs ``STEERING_PACK=off``, and without sharing rows below the steered layer.
     Measured: identical on both models (also 32 rows in the benchmark).
     """
-    from steering.fast import _reorder_op, linear_kernel, plain_model
+    from steering.fast import _reorder_op, decoder_layers, linear_kernel, plain_model
 
     model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
     if _reorder_op() is None or linear_kernel(model) != "chunked":
@@ -196,8 +196,10 @@ def test_packed_weights_and_shared_prefill_generate_the_same_tokens(name, reques
     vec = st.actadd(model, " weddings", "", layer=model.cfg.n_layers // 3)
     prompts = [WEDDING_PROMPT, "The weather this morning was", "She opened the box and found", "Our teacher said"]
     head = max((m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear)), key=lambda m: m.weight.numel())
-    seen = []
+    seen, first_layer = [], []
     handle = head.register_forward_pre_hook(lambda m, a: seen.append("_packed" in m.__dict__))
+    rows_hook = decoder_layers(plain_model(model))[0].register_forward_hook(  # rows layer 0 computed per call
+        lambda m, a, out: first_layer.append(int((out[0] if isinstance(out, tuple) else out).shape[0])))
     texts = {}
     try:
         for setting in ("auto", "off"):
@@ -206,7 +208,10 @@ def test_packed_weights_and_shared_prefill_generate_the_same_tokens(name, reques
             texts[setting] = st.generate(model, prompts, vec, coeff=[0.0, 6.0], max_new_tokens=32, do_sample=False,
                                          stop_at_eos=False, progress=False)
             assert seen and set(seen) == {setting == "auto"}, setting
-        # and without sharing the prompt pass below the steered layer across the two coefficients' blocks
+            # below the steered layer: 4 rows on the prompt pass, one per group of agreeing rows after it
+            assert first_layer[0] == 4 and min(first_layer[1:]) < 8 and max(first_layer) <= 8, first_layer
+            first_layer.clear()
+        # and without sharing rows below the steered layer across the two coefficients' blocks
         import steering.generation as gen
 
         monkeypatch.setattr(gen, "_repeat_block", lambda rows: None)
@@ -214,5 +219,7 @@ def test_packed_weights_and_shared_prefill_generate_the_same_tokens(name, reques
                                         stop_at_eos=False, progress=False)
     finally:
         handle.remove()
+        rows_hook.remove()
+    assert first_layer and set(first_layer) == {8}  # unshared: every row everywhere
     assert texts["auto"] == texts["off"] == texts["unshared"]
     assert st.active_hooks(model) == 0
