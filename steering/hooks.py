@@ -1,9 +1,11 @@
-"""Hook names: built and validated in one place.
+"""Hook names: every hook-point name is built, validated and parsed here.
 
 TransformerLens 4's ``TransformerBridge`` exposes the classic hook names
 (``blocks.{layer}.hook_resid_pre`` …). Everything in steering-lens that names a
-hook point goes through :func:`hook_name`, which checks the layer range and the
-hook against ``model.hook_dict`` and suggests the nearest names on a typo.
+hook point goes through :func:`hook_name` (one layer) or :func:`hook_names` (a layer
+spec), which check the layer range and the hook against ``model.hook_dict`` and suggest
+the nearest names on a typo; everything that reads one goes through
+:func:`parse_hook_name`.
 
 Example:
     >>> import steering as st
@@ -14,14 +16,75 @@ Example:
 """
 
 import difflib
-from typing import Any
+from typing import Any, Optional, Sequence, Union
+
+import torch
 
 from .errors import LayerOutOfRangeError, UnknownHookError
 
-__all__ = ["hook_name", "STEERABLE_HOOKS", "n_layers"]
+__all__ = [
+    "hook_name",
+    "hook_names",
+    "parse_hook_name",
+    "layer_of",
+    "residual_index",
+    "STEERABLE_HOOKS",
+    "BLOCK_BOUNDARY_HOOKS",
+    "LayerSpec",
+    "n_layers",
+]
 
 #: Short names of per-block hook points a steering vector is usually read from / added to.
 STEERABLE_HOOKS = ("resid_pre", "resid_mid", "resid_post", "attn_out", "mlp_out")
+#: Hook kinds at a decoder layer's input (``resid_pre``) and output (``resid_post``): the points a
+#: plain Hugging Face model exposes too (the twin backend serves these).
+BLOCK_BOUNDARY_HOOKS = ("resid_pre", "resid_post")
+#: One layer (an int, negative from the end), several (a list/tuple/range of ints) or ``"all"``.
+LayerSpec = Union[int, Sequence[int], str]
+
+
+def parse_hook_name(name: str) -> tuple[Optional[int], str]:
+    """``(layer, short kind)`` of a full hook name; ``layer`` is ``None`` for non-block hooks.
+
+    Example:
+        >>> parse_hook_name("blocks.3.hook_resid_pre"), parse_hook_name("blocks.0.attn.hook_pattern")
+        ((3, 'resid_pre'), (0, 'attn.hook_pattern'))
+        >>> parse_hook_name("hook_embed")
+        (None, 'embed')
+    """
+    parts = name.split(".")
+    if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
+        return int(parts[1]), ".".join(parts[2:]).removeprefix("hook_")
+    return None, name.removeprefix("hook_")
+
+
+def layer_of(name: str) -> int:
+    """Block index of a full block hook name.
+
+    Example:
+        >>> layer_of("blocks.3.hook_resid_pre")
+        3
+    """
+    layer, _ = parse_hook_name(name)
+    if layer is None:
+        raise UnknownHookError(f"hook {name!r} is not a block hook; allowed: 'blocks.<layer>.<hook>' names.")
+    return layer
+
+
+def residual_index(name: str) -> Optional[int]:
+    """Which block's *output* a residual hook reads: ``l`` for ``blocks.l.hook_resid_post``,
+    ``l - 1`` for ``blocks.l.hook_resid_pre`` (the same point); ``None`` for other hooks.
+
+    Example:
+        >>> residual_index("blocks.6.hook_resid_pre"), residual_index("blocks.6.hook_resid_post")
+        (5, 6)
+        >>> residual_index("blocks.6.hook_mlp_out") is None
+        True
+    """
+    layer, kind = parse_hook_name(name)
+    if layer is None or kind not in BLOCK_BOUNDARY_HOOKS or name.count(".") != 2:
+        return None
+    return layer if kind == "resid_post" else layer - 1
 
 
 def n_layers(model: Any) -> int:
@@ -31,14 +94,8 @@ def n_layers(model: Any) -> int:
 
 def _check_layer(model: Any, layer: Any) -> int:
     count = n_layers(model)
-    if isinstance(layer, bool) or not isinstance(layer, int):
-        try:
-            import torch
-
-            if isinstance(layer, torch.Tensor) and layer.numel() == 1:
-                layer = int(layer.item())
-        except ImportError:  # pragma: no cover
-            pass
+    if isinstance(layer, torch.Tensor) and layer.numel() == 1:
+        layer = int(layer.item())
     if not isinstance(layer, int) or isinstance(layer, bool):
         raise LayerOutOfRangeError(
             f"layer={layer!r} is not an integer; allowed: an int in 0..{count - 1} "
@@ -110,3 +167,60 @@ def hook_name(model: Any, layer: int, hook: str = "resid_pre") -> str:
         f"allowed: {', '.join(STEERABLE_HOOKS)} or any name in model.hook_dict. "
         f"Did you mean {suggestion}?"
     )
+
+
+def _layer_list(model: Any, layer: Any) -> list[Any]:
+    count = n_layers(model)
+    if isinstance(layer, str):
+        if layer != "all":
+            raise LayerOutOfRangeError(
+                f"layer={layer!r} is not a layer spec; allowed: an int in 0..{count - 1} (negative from the end), "
+                "a list of such ints, or 'all'. Fix: pass e.g. layer='all' or layer=[0, 1]."
+            )
+        return list(range(count))
+    layers = list(layer)
+    if not layers:
+        raise LayerOutOfRangeError(
+            f"layer={layer!r} is empty; allowed: an int, a non-empty list of ints in 0..{count - 1}, or 'all'. "
+            f"Fix: pass e.g. layer=[0, {count - 1}]."
+        )
+    for each in layers:
+        if isinstance(each, bool) or not isinstance(each, int):
+            raise LayerOutOfRangeError(
+                f"layer={layer!r} holds {each!r}, a {type(each).__name__}; allowed: ints in 0..{count - 1} "
+                f"(negative from the end). Fix: pass e.g. layer=[0, {count - 1}]."
+            )
+    return layers
+
+
+def hook_names(model: Any, layer: LayerSpec, hook: str = "resid_pre") -> tuple[list[str], bool]:
+    """Validate a layer spec; return its full hook names and whether one layer (an int) was given.
+
+    Args:
+        model: The bridge.
+        layer: An int (negative from the end), a list/tuple/range of distinct ints, or ``"all"``.
+        hook: Hook kind at each layer, as in :func:`hook_name`.
+
+    Raises:
+        LayerOutOfRangeError: a layer is out of range or repeated, the list is empty, or a
+            string other than ``"all"``.
+        UnknownHookError: ``hook`` is not a hook point.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> hook_names(tiny_model(), "all", "resid_pre")
+        (['blocks.0.hook_resid_pre', 'blocks.1.hook_resid_pre'], False)
+    """
+    if not isinstance(layer, (str, list, tuple, range)):
+        return [hook_name(model, layer, hook)], True  # validates int-ness and range
+    layers = _layer_list(model, layer)
+    names = [hook_name(model, each, hook) for each in layers]
+    seen: dict[str, Any] = {}
+    for each, name in zip(layers, names):
+        if name in seen:
+            raise LayerOutOfRangeError(
+                f"layer={layer!r} names block {layer_of(name)} twice ({seen[name]!r} and {each!r}); allowed: "
+                "distinct layers (a repeated layer would be steered twice). Fix: drop the repeat."
+            )
+        seen[name] = each
+    return names, False
