@@ -1,6 +1,6 @@
 """steering-lens: activation steering (ActAdd and relatives) on TransformerLens 4.
 
-The public API is small and flat:
+The public API is small and flat — the names a notebook user types daily:
 
 >>> import steering as st
 >>> from steering.testing import tiny_model
@@ -14,159 +14,96 @@ The public API is small and flat:
 >>> st.active_hooks(model)                                # nothing left attached
 0
 
-Heavy dependencies (torch, transformers, TransformerLens) are imported on first use
-of a name that needs them, so ``import steering`` and ``steer --help`` stay fast.
+Everything else lives in its module: figures in :mod:`steering.plots` (``st.plots``), errors
+in :mod:`steering.errors` (``st.errors``), statistics in :mod:`steering.stats`, reference texts
+and text metrics in :mod:`steering.texts`, the report in :mod:`steering.report`, model
+loading details in :mod:`steering.models`. Heavy dependencies (torch, transformers,
+TransformerLens) are imported on first use of a name that needs them, so ``import steering``
+and ``steer --help`` stay fast.
 """
 
 import importlib
+import warnings
 from typing import Any
 
-from .errors import (
-    ContextLengthError,
-    EmptyPromptError,
-    InvalidArgumentError,
-    InvalidCoefficientError,
-    InvalidVectorError,
-    LayerOutOfRangeError,
-    ModelFetchError,
-    PromptTooShortError,
-    SteeringError,
-    SteeringWarning,
-    UnknownHookError,
-    UnknownModelError,
-    VectorMismatchError,
-)
+from .errors import SteeringError, SteeringWarning
 
 __version__ = "0.1.0"
 
-# public name -> module that defines it (imported lazily)
-_LAZY = {
+#: The public API: name -> the module that defines it. ``__all__`` and the lazy imports come from it.
+PUBLIC_API = {
     "load_model": "models",
-    "fetch_model": "models",
-    "model_info": "models",
-    "cache_dir": "models",
-    "BUILTIN_MODELS": "models",
     "SteeringVector": "vectors",
     "actadd": "extract",
     "actadd_layers": "extract",
-    "mean_diff": "extract",
-    "pca_direction": "extract",
+    "mean_diff": "directions",
+    "pca_direction": "directions",
+    "hook_name": "hooks",
     "mean_vectors": "algebra",
     "cosine_matrix": "algebra",
-    "relative_norm": "algebra",
-    "save_vectors": "persist",
-    "load_vectors": "persist",
-    "VectorFileError": "persist",
+    "save_vectors": "export",
+    "load_vectors": "export",
     "export_gguf": "export",
     "import_gguf": "export",
-    "hook_name": "hooks",
     "steer": "apply",
     "active_hooks": "apply",
     "generate": "generation",
-    "norm_profile": "analysis",
-    "norm_diagnostics": "analysis",
-    "TokenScores": "lens",
-    "logit_lens": "lens",
-    "lens_profile": "lens",
-    "NEUTRAL_TEXTS": "metrics",
+    "sweep": "sweeps",
+    "Metric": "sweeps",
+    "effect_sizes": "stats",
     "off_target_kl": "metrics",
     "perplexity_ratio": "metrics",
     "logprob_shift": "metrics",
     "token_shift": "metrics",
-    "sweep": "sweeps",
-    "effect_sizes": "sweeps",
-    "Metric": "sweeps",
-    "vllm_interventions": "scaling",
-    "WEDDING_WORDS": "sweeps",
-    "norm_figure": "plots",
-    "token_scores_figure": "plots",
-    "lens_rank_figure": "plots",
-    "effect_heatmap": "plots",
-    "frontier_figure": "plots",
-    "norm_layers_figure": "plots",
-    "token_view_figure": "plots",
-    "ReportSection": "report",
-    "write_report": "report",
+    "logit_lens": "lens",
+    "lens_profile": "lens",
+    "norm_profile": "norms",
+    "norm_diagnostics": "norms",
+    "SteeringError": "errors",
+    "SteeringWarning": "errors",
 }
 
-__all__ = [
-    # models
-    "load_model",
-    "fetch_model",
-    "model_info",
-    "cache_dir",
-    "BUILTIN_MODELS",
-    # vectors
-    "SteeringVector",
-    "actadd",
-    "actadd_layers",
-    "mean_diff",
-    "pca_direction",
-    "hook_name",
-    # algebra and persistence
-    "mean_vectors",
-    "cosine_matrix",
-    "relative_norm",
-    "save_vectors",
-    "load_vectors",
-    "export_gguf",
-    "import_gguf",
-    # applying
-    "steer",
-    "generate",
-    "active_hooks",
-    "vllm_interventions",
-    # analysis and plots
-    "norm_profile",
-    "norm_diagnostics",
-    "TokenScores",
-    "logit_lens",
-    "lens_profile",
-    "NEUTRAL_TEXTS",
-    "off_target_kl",
-    "perplexity_ratio",
-    "logprob_shift",
-    "token_shift",
-    "sweep",
-    "effect_sizes",
-    "Metric",
-    "WEDDING_WORDS",
-    "norm_figure",
-    "token_scores_figure",
-    "lens_rank_figure",
-    "effect_heatmap",
-    "frontier_figure",
-    "norm_layers_figure",
-    "token_view_figure",
-    "ReportSection",
-    "write_report",
-    # errors
-    "SteeringError",
-    "UnknownModelError",
-    "ModelFetchError",
-    "LayerOutOfRangeError",
-    "UnknownHookError",
-    "VectorMismatchError",
-    "InvalidVectorError",
-    "EmptyPromptError",
-    "InvalidCoefficientError",
-    "ContextLengthError",
-    "InvalidArgumentError",
-    "PromptTooShortError",
-    "VectorFileError",
-    "SteeringWarning",
-    "__version__",
-]
+#: Names that were top-level before 0.2 -> their module now. They still work, with a DeprecationWarning.
+MOVED = {
+    **dict.fromkeys(["fetch_model", "model_info", "cache_dir", "BUILTIN_MODELS"], "models"),
+    **dict.fromkeys(["NEUTRAL_TEXTS", "WEDDING_WORDS"], "texts"),
+    **dict.fromkeys(["norm_figure", "token_scores_figure", "lens_rank_figure", "effect_heatmap", "frontier_figure",
+                     "norm_layers_figure", "token_view_figure"], "plots"),
+    **dict.fromkeys(["ReportSection", "write_report"], "report"),
+    **dict.fromkeys(["UnknownModelError", "ModelFetchError", "LayerOutOfRangeError", "UnknownHookError",
+                     "VectorMismatchError", "InvalidVectorError", "EmptyPromptError", "InvalidCoefficientError",
+                     "ContextLengthError", "InvalidArgumentError", "PromptTooShortError", "VectorFileError"],
+                    "errors"),
+    "relative_norm": "norms",
+    "TokenScores": "lens",
+    "vllm_interventions": "interventions",
+}
+
+#: Submodules reachable as attributes (``st.plots.effect_heatmap``) without importing them first.
+SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "lens", "norms", "backends", "placement",
+              "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
+
+__all__ = list(PUBLIC_API)
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'steering' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
-    globals()[name] = value
-    return value
+    if name in PUBLIC_API:
+        value = getattr(importlib.import_module(f".{PUBLIC_API[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    if name in MOVED:
+        module = f"steering.{MOVED[name]}"
+        warnings.warn(
+            f"steering.{name} moved to {module}.{name}; the top-level name will be removed in the next release. "
+            f"Use `from {module} import {name}`.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return getattr(importlib.import_module(module), name)
+    if name in SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'steering' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(SUBMODULES))

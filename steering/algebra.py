@@ -21,16 +21,7 @@ import torch
 from .errors import InvalidArgumentError
 from .vectors import SteeringVector
 
-__all__ = ["mean_vectors", "cosine_matrix", "relative_norm", "NEUTRAL_PROMPTS"]
-
-#: Neutral text used to estimate the typical residual norm at a hook.
-NEUTRAL_PROMPTS = (
-    "The weather report for tomorrow mentions light rain in the afternoon.",
-    "She opened the book and began to read the first chapter slowly.",
-    "The train left the station a few minutes after eight o'clock.",
-    "Water boils at a lower temperature at high altitude.",
-)
-
+__all__ = ["mean_vectors", "cosine_matrix"]
 
 def _check_vectors(vectors: Sequence[SteeringVector], what: str) -> list[SteeringVector]:
     vectors = list(vectors)
@@ -108,47 +99,3 @@ def cosine_matrix(
     unit = stacked / torch.linalg.vector_norm(stacked, dim=-1, keepdim=True).clamp_min(1e-12)
     sims = einops.einsum(unit, unit, "a d_model, b d_model -> a b")
     return pd.DataFrame(sims.numpy(), index=labels, columns=labels)
-
-
-def relative_norm(model: Any, vector: SteeringVector, prompts: Sequence[str] = NEUTRAL_PROMPTS) -> float:
-    """The vector's norm divided by the typical (median) residual norm at its hook.
-
-    The residual norm is measured on ``prompts`` at the vector's hook point, over all
-    positions but BOS (the BOS position is an attention sink whose norm is often 10–100×
-    the others). For a per-position vector, the largest position norm is used.
-    Multiply by the coefficient to compare ``c·v`` with the residual (the paper reports
-    ~10× for Anger − Calm at c = 10 on GPT-2-XL).
-
-    Example:
-        >>> import steering as st
-        >>> from steering.testing import tiny_model
-        >>> model = tiny_model()
-        >>> vec = st.actadd(model, "love", "hate", layer=1)
-        >>> relative_norm(model, vec, ["some neutral text"]) > 0
-        True
-    """
-    from .extract import tokenize_prompt
-    from .generation import left_pad
-
-    vector.check_compatible(model)
-    prompts = list(prompts)
-    if not prompts or not all(isinstance(p, str) and p for p in prompts):
-        raise InvalidArgumentError(
-            f"prompts={prompts!r:.80} must be a non-empty list of non-empty strings. Fix: pass some neutral text."
-        )
-    tok = model.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    tokens, mask = left_pad([tokenize_prompt(model, p) for p in prompts], pad_id)
-    layer = vector.layer
-    with torch.no_grad():
-        _, cache = model.run_with_cache(
-            tokens.to(model.cfg.device),
-            attention_mask=mask.to(model.cfg.device),
-            names_filter=[vector.hook_name],
-            **({"stop_at_layer": layer + 1} if layer is not None else {}),
-        )
-    norms = torch.linalg.vector_norm(cache[vector.hook_name].float(), dim=-1).cpu()  # [batch, pos]
-    keep = mask.bool().clone()
-    keep[torch.arange(keep.shape[0]), mask.argmax(dim=1)] = False  # drop each row's BOS
-    typical = float(norms[keep].median())
-    return float(vector.norm().max()) / typical

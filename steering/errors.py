@@ -13,6 +13,10 @@ Example:
     LayerOutOfRangeError
 """
 
+import os
+import sys
+import warnings
+
 __all__ = [
     "SteeringError",
     "UnknownModelError",
@@ -26,6 +30,7 @@ __all__ = [
     "ContextLengthError",
     "InvalidArgumentError",
     "PromptTooShortError",
+    "VectorFileError",
     "SteeringWarning",
     "warn_user",
 ]
@@ -65,8 +70,12 @@ class InvalidVectorError(SteeringError, ValueError):
     """A vector holds NaN/Inf values or has an unusable shape."""
 
 
-class EmptyPromptError(SteeringError, ValueError):
-    """A prompt that must contain text is empty."""
+class InvalidArgumentError(SteeringError, ValueError):
+    """An option has a value outside its allowed set."""
+
+
+class EmptyPromptError(InvalidArgumentError):
+    """A prompt that must contain text is empty (an :class:`InvalidArgumentError` too)."""
 
 
 class InvalidCoefficientError(SteeringError, ValueError):
@@ -77,12 +86,12 @@ class ContextLengthError(SteeringError, ValueError):
     """Prompts (plus generated tokens) do not fit in the model's context."""
 
 
-class InvalidArgumentError(SteeringError, ValueError):
-    """An option has a value outside its allowed set."""
-
-
 class PromptTooShortError(SteeringError, ValueError):
     """A prompt has fewer tokens than a front-aligned vector has positions (with ``short_prompt="error"``)."""
+
+
+class VectorFileError(SteeringError, ValueError):
+    """A file is missing, unreadable, or not a steering-lens vector file this version can read."""
 
 
 class SteeringWarning(UserWarning):
@@ -108,10 +117,6 @@ def warn_user(message: str) -> None:
         >>> caught[0].category.__name__
         'SteeringWarning'
     """
-    import os
-    import sys
-    import warnings
-
     level, frame = 2, sys._getframe(1)  # stacklevel 2 = the caller of warn_user
     while frame is not None:
         parts = os.path.normpath(frame.f_code.co_filename).split(os.sep)

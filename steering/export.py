@@ -1,4 +1,9 @@
-"""Export to (and import from) llama.cpp's control-vector GGUF format.
+"""Files of several vectors: steering-lens sets (``.safetensors``) and llama.cpp control-vector GGUFs.
+
+:func:`save_vectors` / :func:`load_vectors` write and read a set of vectors, one per hook point,
+in steering-lens's own format (:mod:`steering.persist`; one vector alone:
+:meth:`SteeringVector.save` / :meth:`SteeringVector.load`). :func:`export_gguf` /
+:func:`import_gguf` translate to and from llama.cpp's control-vector GGUF, described below.
 
 llama.cpp applies a *control vector* with ``--control-vector FILE`` or
 ``--control-vector-scaled FILE:SCALE`` (older builds: ``FILE SCALE``), optionally limited
@@ -83,28 +88,20 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
-from .errors import InvalidArgumentError, InvalidVectorError, VectorMismatchError
-from .persist import VectorFileError, _atomic_write, _input_path, _output_path
-from .vectors import SteeringVector
+from .errors import InvalidArgumentError, InvalidVectorError, VectorFileError, VectorMismatchError
+from .files import atomic_write
+from .hooks import residual_index
+from .persist import input_path, output_path, read_file, write_file
+from .vectors import SteeringVector, file_entry
 
-__all__ = ["export_gguf", "import_gguf", "gguf_tensor_name"]
+__all__ = ["save_vectors", "load_vectors", "export_gguf", "import_gguf", "gguf_tensor_name"]
 
 _ARCH = "controlvector"
-_RESIDUAL = ("resid_pre", "resid_post")
 _DIRECTION = re.compile(r"direction\.(\d+)")
 # extra keys of our own (llama.cpp reads no metadata, so they are ignored there)
 _KEY_VERSION = "steering_lens.version"
 _KEY_MODEL = "steering_lens.model_name"
 _KEY_HOOK = "steering_lens.hook_name.{}"
-
-
-def _direction_index(hook_name: str) -> Optional[int]:
-    """N of ``direction.N`` for a residual hook name (may be < 1), or None for any other hook."""
-    parts = hook_name.split(".")
-    if len(parts) == 3 and parts[0] == "blocks" and parts[1].isdigit() and parts[2] in ("hook_resid_pre", "hook_resid_post"):
-        layer = int(parts[1])
-        return layer if parts[2] == "hook_resid_post" else layer - 1
-    return None
 
 
 def gguf_tensor_name(hook_name: str) -> str:
@@ -131,7 +128,7 @@ def gguf_tensor_name(hook_name: str) -> str:
             f"hook_name={hook_name!r} is a {type(hook_name).__name__}; allowed: a str such as "
             "'blocks.6.hook_resid_pre'."
         )
-    index = _direction_index(hook_name)
+    index = residual_index(hook_name)
     if index is None:
         raise InvalidArgumentError(
             f"hook {hook_name!r} is not a residual-stream hook; allowed: blocks.{{l}}.hook_resid_pre or "
@@ -260,7 +257,7 @@ def export_gguf(
 
     model_name = names[0] if names else None
     hint = model_hint if model_hint is not None else (model_name or "unknown")
-    target = _output_path(path)
+    target = output_path(path)
 
     def write(tmp: str) -> None:
         import gguf
@@ -285,7 +282,7 @@ def export_gguf(
         finally:
             writer.close()
 
-    return _atomic_write(target, write)
+    return atomic_write(target, write)
 
 
 def _string_field(reader: Any, key: str) -> Optional[str]:
@@ -317,7 +314,7 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
         One vector per ``direction.N``, in increasing ``N``; ``method="gguf"``.
 
     Raises:
-        steering.persist.VectorFileError: the file is missing, not a GGUF file, not a
+        steering.errors.VectorFileError: the file is missing, not a GGUF file, not a
             control vector, or holds tensors llama.cpp would reject.
 
     Example:
@@ -335,7 +332,7 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
         )
     import gguf
 
-    source = _input_path(path, "control-vector file")
+    source = input_path(path, "control-vector file")
 
     def bad(detail: str) -> VectorFileError:
         return VectorFileError(
@@ -376,7 +373,7 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
     for index in sorted(found):
         hook_name = f"blocks.{index}.hook_resid_post"
         recorded = _string_field(reader, _KEY_HOOK.format(index))
-        if recorded is not None and _direction_index(recorded) == index:
+        if recorded is not None and residual_index(recorded) == index:
             hook_name = recorded  # the equivalent name the vector was exported from
         out.append(
             SteeringVector(
@@ -389,3 +386,78 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
         )
     del reader  # release the memory map
     return out
+
+
+def save_vectors(vectors: Union[SteeringVector, Sequence[SteeringVector]], path: Union[str, os.PathLike]) -> Path:
+    """Write a set of vectors, one per hook point, to one ``.safetensors`` file (atomically).
+
+    A vector spread over several layers is a list of :class:`SteeringVector`, one per hook;
+    each tensor is stored under its hook name, with its metadata as JSON in the header
+    (layout: :mod:`steering.persist`).
+
+    Args:
+        vectors: The vectors (or a single one). Hook names must be distinct.
+        path: Destination file, e.g. ``"honesty.safetensors"``; its folder must exist.
+
+    Returns:
+        The path written, as a :class:`pathlib.Path`.
+
+    Raises:
+        InvalidArgumentError: an empty list, two vectors at the same hook, an item that
+            is not a vector, or metadata that is not JSON data.
+
+    Example:
+        >>> import os, tempfile, torch
+        >>> a = SteeringVector(torch.ones(64), hook_name="blocks.1.hook_resid_pre")
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     save_vectors([a, 2 * a], os.path.join(folder, "twice.safetensors"))
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: vectors 0 and 1 are both at hook 'blocks.1.hook_resid_pre'; allowed: one vector per hook point in a set. Fix: combine them first (e.g. a + b), or save them to separate files.
+    """
+    if isinstance(vectors, SteeringVector):
+        vectors = [vectors]
+    if isinstance(vectors, (str, bytes)) or not isinstance(vectors, Sequence):
+        raise InvalidArgumentError(
+            f"vectors is a {type(vectors).__name__}; allowed: a SteeringVector or a list of them. "
+            "Fix: pass [vec1, vec2, ...]."
+        )
+    entries = [file_entry(v, getattr(v, "hook_name", ""), f"vectors[{i}]") for i, v in enumerate(vectors)]
+    if not entries:
+        raise InvalidArgumentError("vectors is empty; allowed: at least one SteeringVector. Fix: pass [vec].")
+    seen: dict[str, int] = {}
+    for i, (key, _, _) in enumerate(entries):
+        if key in seen:
+            raise InvalidArgumentError(
+                f"vectors {seen[key]} and {i} are both at hook {key!r}; allowed: one vector per "
+                "hook point in a set. Fix: combine them first (e.g. a + b), or save them to separate files."
+            )
+        seen[key] = i
+    return write_file(entries, "set", path)
+
+
+def load_vectors(path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> list[SteeringVector]:
+    """Read every vector of a file written by :func:`save_vectors` (or :meth:`SteeringVector.save`).
+
+    Nothing is unpickled: tensors come from ``safetensors`` and metadata from JSON.
+
+    Args:
+        path: The ``.safetensors`` file.
+        device: Where to put the tensors (default CPU).
+
+    Returns:
+        The vectors in the order they were saved, dtype and metadata as saved.
+
+    Raises:
+        VectorFileError: the file is missing, is not a safetensors file, has no
+            steering-lens metadata, or was written in a newer format.
+
+    Example:
+        >>> import os, tempfile
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     load_vectors(os.path.join(folder, "missing.safetensors"))
+        Traceback (most recent call last):
+        ...
+        steering.errors.VectorFileError: no vector file at '...missing.safetensors' (the path does not exist); allowed: a file written by steering-lens. Fix: check the path and the working directory (os.getcwd()).
+    """
+    return [SteeringVector(tensor=tensor, **fields) for tensor, fields in read_file(path, device)]

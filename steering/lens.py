@@ -31,9 +31,11 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .errors import InvalidArgumentError, warn_user
+from .validate import top_k
 from .vectors import SteeringVector
 
-__all__ = ["TokenScores", "logit_lens", "lens_profile", "lens_readout", "token_label"]
+__all__ = ["TokenScores", "logit_lens", "lens_profile", "lens_readout", "token_label", "ranked_rows", "target_ids",
+           "TABLE_COLUMNS"]
 
 TABLE_COLUMNS = ["source", "layer", "hook", "readout", "direction", "rank", "token", "token_id", "score", "coeff"]
 
@@ -149,13 +151,16 @@ class TokenScores:
         )
 
 
-def _check_k(k: Any, vocab: int) -> int:
-    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab:
-        raise InvalidArgumentError(f"k={k!r}; allowed: an int in 1..{vocab} (the vocabulary size). Fix: pass e.g. k=10.")
-    return k
+def ranked_rows(scores: Float[Tensor, " d_vocab"], k: int, tokenizer: Any, **common: Any) -> list[dict]:
+    """Table rows of the ``k`` highest and ``k`` lowest scores (``common`` adds columns to each row).
 
-
-def _rows_for(scores: Float[Tensor, " d_vocab"], k: int, tokenizer: Any, **common: Any) -> list[dict]:
+    Example:
+        >>> import torch
+        >>> from steering.testing import tiny_tokenizer
+        >>> rows = ranked_rows(torch.tensor([0.0, 2.0, -1.0]), 1, tiny_tokenizer(), layer=0)
+        >>> [(r["direction"], r["token_id"], r["score"]) for r in rows]
+        [('promoted', 1, 2.0), ('suppressed', 2, -1.0)]
+    """
     rows = []
     for direction, values, ids in (
         ("promoted", *torch.topk(scores, k)),
@@ -264,20 +269,26 @@ def logit_lens(
             f"vector={vector!r}; allowed: a SteeringVector or a non-empty list of them. "
             "Fix: pass st.actadd(model, pos, neg, layer) or st.actadd_layers(...)."
         )
-    k = _check_k(k, int(model.cfg.d_vocab))
+    k = top_k(k, int(model.cfg.d_vocab))
     rows: list[dict] = []
     for vec in vectors:
         vec.check_compatible(model)
         readouts = _readouts(vec, position, model.tokenizer)
         logits = lens_readout(model, torch.stack([t for _, t in readouts]))
         for (label, _), scores in zip(readouts, logits):
-            rows += _rows_for(scores, k, model.tokenizer, source="logit_lens", layer=vec.layer if vec.layer is not None
+            rows += ranked_rows(scores, k, model.tokenizer, source="logit_lens", layer=vec.layer if vec.layer is not None
                               else -1, hook=vec.hook_name, readout=label, coeff=float("nan"))
     return TokenScores(pd.DataFrame(rows, columns=TABLE_COLUMNS))
 
 
-def _target_ids(model: Any, targets: Sequence[Any]) -> list[tuple[str, int]]:
-    """Resolve target tokens (strings or ids) to ``(label, id)``; multi-token strings use their first token."""
+def target_ids(model: Any, targets: Sequence[Any]) -> list[tuple[str, int]]:
+    """Resolve target tokens (strings or ids) to ``(label, id)``; multi-token strings use their first token.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> target_ids(tiny_model(), ["b", 7])
+        [('b', 5), ('d', 7)]
+    """
     if isinstance(targets, str) or not isinstance(targets, (list, tuple)) or not targets:
         raise InvalidArgumentError(
             f"targets={targets!r}; allowed: a non-empty list of token strings (e.g. [' wedding', ' bride']) or ids. "
@@ -347,8 +358,8 @@ def lens_profile(
         raise InvalidArgumentError(
             f"position={position!r}; lens_profile takes one readout: 'sum', 'mean' or an int. Fix: pass one of those."
         )
-    ids = _target_ids(model, targets)
-    top = _check_k(top, int(model.cfg.d_vocab))
+    ids = target_ids(model, targets)
+    top = top_k(top, int(model.cfg.d_vocab))
     rows = []
     for vec in vectors:
         if not isinstance(vec, SteeringVector):

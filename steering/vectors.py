@@ -16,30 +16,28 @@ Example:
     [2.0, 2.0, 2.0]
 """
 
-import html
 import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 import einops
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from .errors import InvalidArgumentError, InvalidVectorError, VectorMismatchError
+from .errors import InvalidArgumentError, InvalidVectorError, VectorFileError, VectorMismatchError
+from .display import vector_html, vector_repr
+from .hooks import parse_hook_name
+from .persist import FIELDS, FLOAT_DTYPES, SINGLE_KEY, read_file, write_file
 
-__all__ = ["SteeringVector"]
+__all__ = ["SteeringVector", "WeightMode", "file_entry"]
+
+#: ``"hf"`` (the bridge's unprocessed weights) or ``"compat"`` (``enable_compatibility_mode``).
+WeightMode = Literal["hf", "compat"]
 
 _Scalar = Union[int, float]
-
-
-def _parse_hook_name(hook_name: str) -> tuple[Optional[int], str]:
-    parts = hook_name.split(".")
-    if len(parts) >= 3 and parts[0] == "blocks" and parts[1].isdigit():
-        return int(parts[1]), ".".join(parts[2:]).removeprefix("hook_")
-    return None, hook_name.removeprefix("hook_")
 
 
 @dataclass(eq=False)
@@ -73,7 +71,7 @@ class SteeringVector:
     prompts: dict[str, Any] = field(default_factory=dict)
     tokens: dict[str, list[str]] = field(default_factory=dict)
     pad: Optional[str] = None
-    weight_mode: str = "hf"
+    weight_mode: WeightMode = "hf"
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -101,12 +99,12 @@ class SteeringVector:
     @property
     def layer(self) -> Optional[int]:
         """The block index in ``hook_name`` (``None`` for non-block hooks)."""
-        return _parse_hook_name(self.hook_name)[0]
+        return parse_hook_name(self.hook_name)[0]
 
     @property
     def hook(self) -> str:
         """The short hook kind, e.g. ``"resid_pre"``."""
-        return _parse_hook_name(self.hook_name)[1]
+        return parse_hook_name(self.hook_name)[1]
 
     @property
     def d_model(self) -> int:
@@ -377,9 +375,7 @@ class SteeringVector:
             >>> torch.equal(w.tensor, v.tensor), w.dtype, w.hook_name, w.model_name
             (True, torch.bfloat16, 'blocks.1.hook_resid_pre', 'm')
         """
-        from .persist import save_vector
-
-        return save_vector(self, path)
+        return write_file([file_entry(self, SINGLE_KEY, "the vector")], "vector", path)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike], *, device: Union[str, torch.device] = "cpu") -> "SteeringVector":
@@ -394,7 +390,7 @@ class SteeringVector:
             device: Where to put the tensor (default CPU).
 
         Raises:
-            steering.persist.VectorFileError: the file is missing, not a safetensors file,
+            steering.errors.VectorFileError: the file is missing, not a safetensors file,
                 has no steering-lens metadata, or was written in a newer format.
 
         Example:
@@ -408,9 +404,13 @@ class SteeringVector:
             ...
             steering.errors.VectorMismatchError: the vector comes from model 'tiny-gpt2' but is applied to 'tiny-llama'; ...
         """
-        from .persist import load_vector
-
-        return load_vector(path, device=device)
+        found = [cls(tensor=tensor, **fields) for tensor, fields in read_file(path, device)]
+        if len(found) != 1:
+            raise VectorFileError(
+                f"'{path}' holds a set of {len(found)} vectors ({', '.join(v.hook_name for v in found)}); "
+                "allowed here: a file with one vector. Fix: read it with steering.load_vectors(path)."
+            )
+        return found[0]
 
     def retarget(self, model: Any) -> "SteeringVector":
         """A copy declared to belong to ``model``: the explicit override of :meth:`check_compatible`.
@@ -464,49 +464,32 @@ class SteeringVector:
         return replace(out, model_name=model_name, weight_mode=mode)
 
     # ------------------------------------------------------------------ display
-    def _summary(self) -> str:
-        if self.method == "actadd" and "pos" in self.prompts:
-            return f"actadd {self.prompts['pos']!r} − {self.prompts['neg']!r}"
-        return self.method
-
     def __repr__(self) -> str:
-        shape = "×".join(str(s) for s in self.tensor.shape)
-        norms = self.norm()
-        if norms.ndim == 0:
-            norm_txt = f"norm={float(norms):.3g}"
-        else:
-            shown = ", ".join(f"{float(n):.3g}" for n in norms[:8]) + (", …" if norms.numel() > 8 else "")
-            norm_txt = f"norms=[{shown}]"
-        return (
-            f"SteeringVector({self._summary()} @ {self.hook_name}, shape={shape}, {norm_txt}, "
-            f"model={self.model_name!r}, dtype={str(self.dtype).removeprefix('torch.')}, device={self.device})"
-        )
+        return vector_repr(self)
 
     def _repr_html_(self) -> str:
-        esc = html.escape
-        rows = [
-            ("method", self._summary()),
-            ("hook", self.hook_name),
-            ("shape", " × ".join(str(s) for s in self.tensor.shape)),
-            ("model", str(self.model_name)),
-            ("padding", str(self.pad)),
-            ("weights", self.weight_mode),
-            ("dtype / device", f"{str(self.dtype).removeprefix('torch.')} / {self.device}"),
-        ]
-        table = "".join(f"<tr><th style='text-align:left'>{esc(k)}</th><td>{esc(v)}</td></tr>" for k, v in rows)
-        pos_table = ""
-        if not self.is_direction:
-            norms = self.norm().tolist()
-            pos_tok = self.tokens.get("pos", [])
-            neg_tok = self.tokens.get("neg", [])
-            cells = []
-            for i, n in enumerate(norms):
-                p = esc(repr(pos_tok[i])) if i < len(pos_tok) else ""
-                q = esc(repr(neg_tok[i])) if i < len(neg_tok) else ""
-                cells.append(f"<tr><td>{i}</td><td>{p}</td><td>{q}</td><td>{n:.3g}</td></tr>")
-            pos_table = (
-                "<table><tr><th>pos</th><th>p+ token</th><th>p− token</th><th>‖v‖</th></tr>"
-                + "".join(cells)
-                + "</table>"
-            )
-        return f"<div><b>SteeringVector</b><table>{table}</table>{pos_table}</div>"
+        return vector_html(self)
+
+
+def file_entry(vec: Any, key: str, where: str) -> tuple[str, Tensor, dict[str, Any]]:
+    """One ``(key, tensor, fields)`` entry of a vector file (:mod:`steering.persist`), after checking
+    that ``vec`` is a finite float :class:`SteeringVector` (``where`` names it in errors).
+
+    Example:
+        >>> file_entry(3, "vector", "vectors[0]")
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: vectors[0] is a int; allowed: a SteeringVector. Fix: wrap the tensor in SteeringVector(tensor, hook_name=...).
+    """
+    if not isinstance(vec, SteeringVector):
+        raise InvalidArgumentError(
+            f"{where} is a {type(vec).__name__}; allowed: a SteeringVector. Fix: wrap the tensor in "
+            "SteeringVector(tensor, hook_name=...)."
+        )
+    if vec.dtype not in FLOAT_DTYPES.values():
+        raise InvalidArgumentError(
+            f"{where} has dtype {vec.dtype}; allowed: {', '.join(FLOAT_DTYPES)}. Fix: cast it with "
+            "vec.to(torch.float32)."
+        )
+    vec.check_finite()
+    return key, vec.tensor, {name: getattr(vec, name) for name in FIELDS}

@@ -224,6 +224,8 @@ def _module_summary(module: str) -> str:
     """First line of a steering module's docstring, read without importing it (torch stays unloaded)."""
     rel = module.split(".")[1:]
     path = ROOT.joinpath("steering", *rel).with_suffix(".py") if rel else ROOT / "steering" / "__init__.py"
+    if not path.exists():  # a subpackage: its __init__.py
+        path = ROOT.joinpath("steering", *rel, "__init__.py")
     doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8"))) or ""
     return doc.strip().splitlines()[0] if doc.strip() else ""
 
@@ -234,13 +236,7 @@ def public_names() -> list[tuple[str, str]]:
 
     pairs = []
     for name in steering.__all__:
-        if name in steering._LAZY:
-            module = f"steering.{steering._LAZY[name]}"
-        else:
-            obj = vars(steering)[name]  # imported eagerly (the errors) or defined in __init__
-            module = getattr(obj, "__module__", None) if isinstance(obj, type) or callable(obj) else None
-            module = module or "steering"
-        pairs.append((name, module))
+        pairs.append((name, f"steering.{steering.PUBLIC_API[name]}"))
     return pairs
 
 

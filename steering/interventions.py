@@ -30,16 +30,18 @@ Example:
     (['blocks.1.hook_resid_pre'], 'add', [1])
 """
 
-from typing import Any, Sequence, Union
+from typing import Any, Literal, Sequence, Union
 
 import torch
 
-from .apply import check_coeff
 from .errors import InvalidArgumentError
+from .validate import coeff as check_coeff
 from .vectors import SteeringVector
 
-__all__ = ["vllm_interventions"]
+__all__ = ["vllm_interventions", "RemoteBackend"]
 
+#: The remote drivers of TransformerLens 4 whose intervention specs this module writes.
+RemoteBackend = Literal["vllm", "inspect"]
 _BACKENDS = ("vllm", "inspect")
 
 
@@ -47,7 +49,7 @@ def vllm_interventions(
     vector: Union[SteeringVector, Sequence[SteeringVector]],
     coeff: Any = 1.0,
     *,
-    backend: str = "vllm",
+    backend: RemoteBackend = "vllm",
     as_list: bool = True,
 ) -> dict:
     """Intervention specs that add ``coeff · vector`` the way :func:`steering.steer` does.

@@ -1,0 +1,162 @@
+"""Backends: which module a steered forward pass or generation runs on, and where its hooks go.
+
+* ``"bridge"`` — TransformerLens 4's bridge: the model's Hugging Face module is called and the
+  steering hooks sit on the bridge's hook points (``blocks.{l}.hook_resid_pre`` …). Serves
+  every hook point.
+* ``"twin"`` — the plain Hugging Face model sharing the bridge's weights (built once per model,
+  :mod:`steering._fast`), with the hooks on its decoder layers' inputs (``resid_pre``) and
+  outputs (``resid_post``). Runs at plain Hugging Face speed; serves those two hook kinds only.
+* ``"auto"`` (default) — the environment's default (``STEERING_BACKEND`` / ``STEERING_FAST``,
+  read by :func:`steering.settings.settings` at each call), else the twin whenever it can
+  serve the call.
+
+Both compute the same function; the tests compare their logits and greedy texts.
+
+Example:
+    >>> from steering.testing import tiny_model
+    >>> model = tiny_model()
+    >>> resolve(model, [], "bridge").kind, resolve(model, [], "auto").kind
+    ('bridge', 'twin')
+"""
+
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+from torch import Tensor
+
+from . import _fast
+from .errors import InvalidArgumentError
+from .hooks import BLOCK_BOUNDARY_HOOKS
+from .settings import BACKENDS, Backend, settings
+from .vectors import SteeringVector
+
+__all__ = ["Target", "resolve", "check_backend", "hf_module"]
+
+
+def hf_module(model: Any) -> torch.nn.Module:
+    """The Hugging Face module inside a bridge (the bridge itself when it has none).
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> type(hf_module(tiny_model())).__name__
+        'LlamaForCausalLM'
+    """
+    return getattr(model, "original_model", model)
+
+
+@dataclass
+class Target:
+    """A resolved backend: the module to call and how to hook a vector's point on it.
+
+    Attributes:
+        kind: ``"bridge"`` or ``"twin"``.
+        module: The Hugging Face module whose ``forward`` / ``generate`` runs the call.
+        model: The bridge the vectors belong to.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> resolve(model, [], "twin").module is not hf_module(model)
+        True
+    """
+
+    kind: str
+    module: torch.nn.Module
+    model: Any
+
+    @property
+    def device(self) -> torch.device:
+        """Where the module's weights are."""
+        return next(self.module.parameters()).device
+
+    def add_hook(self, vector: SteeringVector, fn: Callable[[Tensor], Tensor]) -> Callable[[], None]:
+        """Attach ``fn`` (residual in, residual out) at the vector's point; return a remover."""
+        if self.kind == "bridge":
+            point = self.model.hook_dict[vector.hook_name]
+            handle = point.add_hook(lambda resid, hook=None: fn(resid), dir="fwd")
+
+            def remove() -> None:
+                handle.hook.remove()
+                if handle in point.fwd_hooks:
+                    point.fwd_hooks.remove(handle)
+
+            return remove
+        return _hook_decoder_layer(_fast.decoder_layers(self.module)[vector.layer], vector.hook, fn).remove
+
+
+def _hook_decoder_layer(layer: torch.nn.Module, kind: str, fn: Callable[[Tensor], Tensor]) -> Any:
+    """``fn`` on a decoder layer's input (``resid_pre``) or output (``resid_post``)."""
+    if kind == "resid_pre":
+
+        def pre(module: Any, args: tuple, kwargs: dict) -> Any:
+            if args:
+                return (fn(args[0]),) + tuple(args[1:]), kwargs
+            return args, {**kwargs, "hidden_states": fn(kwargs["hidden_states"])}
+
+        return layer.register_forward_pre_hook(pre, with_kwargs=True)
+
+    def post(module: Any, args: tuple, kwargs: dict, output: Any) -> Any:
+        if isinstance(output, tuple):
+            return (fn(output[0]),) + tuple(output[1:])
+        return fn(output)
+
+    return layer.register_forward_hook(post, with_kwargs=True)
+
+
+def check_backend(backend: Any) -> Backend:
+    """Validate a ``backend=`` argument.
+
+    Example:
+        >>> check_backend("fast")
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: backend='fast'; allowed: 'auto', 'bridge', 'twin'. Fix: pass backend='auto' (the twin where it can serve the call, else the bridge).
+    """
+    if backend not in BACKENDS:
+        raise InvalidArgumentError(
+            f"backend={backend!r}; allowed: {', '.join(map(repr, BACKENDS))}. Fix: pass backend='auto' (the twin "
+            "where it can serve the call, else the bridge)."
+        )
+    return backend
+
+
+def _twin_refusal(model: Any, vectors: Sequence[SteeringVector]) -> Optional[str]:
+    """Why the twin cannot serve these vectors (``None`` when it can)."""
+    for vec in vectors:
+        if vec.hook not in BLOCK_BOUNDARY_HOOKS or vec.layer is None:
+            return f"the vector at {vec.hook_name} is not at a decoder layer's input or output (resid_pre/resid_post)"
+    if _fast.twin_for(model) is None:
+        return f"no plain Hugging Face twin can be built for {type(hf_module(model)).__name__}"
+    return None
+
+
+def resolve(model: Any, vectors: Sequence[SteeringVector], backend: Backend = "auto") -> Target:
+    """The :class:`Target` that runs a call steered by ``vectors`` (an empty list: unsteered).
+
+    Raises:
+        InvalidArgumentError: an unknown ``backend``, or ``backend="twin"`` for a call the twin
+            cannot serve (the message says why).
+
+    Example:
+        >>> import torch
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> mid = SteeringVector(torch.ones(64), hook_name="blocks.1.hook_resid_mid")
+        >>> resolve(model, [mid]).kind                      # only the bridge has resid_mid
+        'bridge'
+    """
+    backend = check_backend(backend)
+    if backend == "auto":
+        backend = settings().backend
+    if backend == "bridge":
+        return Target("bridge", hf_module(model), model)
+    refusal = _twin_refusal(model, vectors)
+    if refusal is None:
+        return Target("twin", _fast.twin_for(model), model)
+    if backend == "twin":
+        raise InvalidArgumentError(
+            f"backend='twin' cannot serve this call: {refusal}; allowed: 'twin' for vectors at resid_pre/resid_post "
+            "of a model with a plain Hugging Face twin. Fix: pass backend='auto' or backend='bridge'."
+        )
+    return Target("bridge", hf_module(model), model)
