@@ -146,10 +146,10 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
                   pad_token_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id)
     plain_hf.generation_config.eos_token_id = None
 
-    from steering.fast import linear_kernel
+    from steering._fast import linear_kernel
 
     out["linear_kernel"] = linear_kernel(model)
-    torch_twin = other_kernel_twin(model) if out["linear_kernel"] == "chunked" else None
+    compare_torch = out["linear_kernel"] == "chunked"
     rows = []
     for batch in (1, 8):
         prompts = PROMPTS[:batch]
@@ -168,17 +168,12 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
         }
         peer_fns = peer_generators(model, plain_hf, direction, enc, gen_kw, peers)
         methods.update(peer_fns)
-        if torch_twin is not None:  # where the speed comes from: the same path with torch's own matmuls
+        if compare_torch:  # where the speed comes from: the same path with torch's own matmuls
             methods["steering-lens ActAdd, torch's matmuls (STEERING_LINEAR=torch)"] = (
-                lambda: with_twin(model, torch_twin, lambda: st.generate(model, prompts, vec, 4.0, **common)))
+                lambda: with_kernel("torch", lambda: st.generate(model, prompts, vec, 4.0, **common)))
         if batch == 1:  # the bridge's own path, for reference (slow: fewer repetitions)
-            def bridged() -> Any:
-                os.environ["STEERING_FAST"] = "0"
-                try:
-                    return st.generate(model, prompts, vec, 4.0, **common)
-                finally:
-                    os.environ["STEERING_FAST"] = "1"
-            methods["steering-lens via the bridge's hook points"] = bridged
+            methods["steering-lens via the bridge's hook points"] = (
+                lambda: st.generate(model, prompts, vec, 4.0, backend="bridge", **common))
         raw: dict = {}
         secs = interleaved(methods, reps, raw=raw)
         total = batch * new_tokens
@@ -214,36 +209,31 @@ def bench_generation(model: Any, plain_hf: Any, name: str, reps: int, new_tokens
     out["coeff0_equal_batch1"] = singles
 
 
-def other_kernel_twin(model: Any) -> Any:
-    """A second plain twin of ``model`` (same weight tensors) that keeps torch's own matmuls (built once)."""
-    from steering.fast import _build
+def pin_linear_kernel(model: Any) -> str:
+    """Fix ``STEERING_LINEAR`` for the run to the kernel ``auto`` chooses for ``model`` (measured once, here).
 
-    cached = getattr(model, "_bench_torch_twin", None)
-    if cached is not None:
-        return cached
+    The twin re-reads the setting at every call and re-measures when it changes to ``auto``; pinned to
+    the measured kernel, switching to torch's matmuls for a comparison and back never re-measures
+    inside a timed call.
+    """
+    from steering._fast import linear_kernel
+
+    kernel = linear_kernel(model)
+    os.environ["STEERING_LINEAR"] = kernel
+    return kernel
+
+
+def with_kernel(kernel: str, fn: Callable[[], Any]) -> Any:
+    """Run ``fn`` with the twin's small-batch matmul set to ``kernel`` (``STEERING_LINEAR``, read at each call)."""
     saved = os.environ.get("STEERING_LINEAR")
-    os.environ["STEERING_LINEAR"] = "torch"
+    os.environ["STEERING_LINEAR"] = kernel
     try:
-        twin = _build(model.original_model)
-        object.__setattr__(model, "_bench_torch_twin", twin)
-        return twin
+        return fn()
     finally:
         if saved is None:
             del os.environ["STEERING_LINEAR"]
         else:
             os.environ["STEERING_LINEAR"] = saved
-
-
-def with_twin(model: Any, twin: Any, fn: Any) -> Any:
-    """Run ``fn`` with ``twin`` standing in as ``model``'s cached plain twin."""
-    from steering.fast import _ATTR
-
-    saved = getattr(model, _ATTR)
-    object.__setattr__(model, _ATTR, twin)
-    try:
-        return fn()
-    finally:
-        object.__setattr__(model, _ATTR, saved)
 
 
 def first_diff(a: str, b: str) -> Optional[int]:
@@ -316,16 +306,17 @@ def per_row_gflop(model: Any, prompts: list, coeffs: int, new_tokens: int) -> fl
 def computed_gflop(model: Any, call: Callable[[], Any]) -> float:
     """Matmul work (GFLOP) ``call`` actually did on the fast path: each linear layer's weight × the rows it
     was fed, counted by hooks during one (untimed) run — below the steered layer, rows that agree are shared."""
-    from steering.fast import plain_model
+    from steering._fast import twin_for
 
     work = [0]
-    if plain_model(model) is None:
+    twin = twin_for(model)
+    if twin is None:
         return float("nan")
 
     def count(module: Any, args: tuple) -> None:
         work[0] += args[0].numel() // args[0].shape[-1] * module.weight.numel()
 
-    linears = [m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear)]
+    linears = [m for m in twin.modules() if isinstance(m, torch.nn.Linear)]
     handles = [m.register_forward_pre_hook(count) for m in linears]
     try:
         call()
@@ -352,12 +343,11 @@ def bench_per_row(model: Any, name: str, reps: int, new_tokens: int, out: dict) 
         "loop of 8 calls": lambda: [st.generate(model, prompts, vec, c, **kw) for c in coeffs],
         "same 32 rows unsteered": lambda: st.generate(model, rows32, None, **kw),
     }
-    from steering.fast import linear_kernel
+    from steering._fast import linear_kernel
 
     if linear_kernel(model) == "chunked":  # the same two ways with torch's own matmuls, for context
-        twin = other_kernel_twin(model)
-        methods["one call, torch's matmuls"] = lambda: with_twin(model, twin, methods["one call, coeff=[8 values]"])
-        methods["loop of 8 calls, torch's matmuls"] = lambda: with_twin(model, twin, methods["loop of 8 calls"])
+        methods["one call, torch's matmuls"] = lambda: with_kernel("torch", methods["one call, coeff=[8 values]"])
+        methods["loop of 8 calls, torch's matmuls"] = lambda: with_kernel("torch", methods["loop of 8 calls"])
     secs = interleaved(methods, reps)
     one = secs["one call, coeff=[8 values]"]
     out["per_row"] = {"model": name, "seconds": secs,
@@ -572,6 +562,7 @@ def main(argv: Optional[list] = None) -> int:
         peers = {} if args.no_peers else ensure_peers(install=True)
     out["model"] = name
     out["peers"] = peers
+    pin_linear_kernel(model)
     if "generation" in parts:
         bench_generation(model, plain_hf, name, reps, new_tokens, peers, out)
     if "per_row" in parts:

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 import einops
 import torch
 
-from .errors import InvalidArgumentError
+from .errors import InvalidArgumentError, VectorMismatchError
 from .vectors import SteeringVector
 
 __all__ = ["mean_vectors", "cosine_matrix"]
@@ -82,8 +82,6 @@ def cosine_matrix(
     vectors = _check_vectors(vectors, "cosine_matrix")
     widths = {v.d_model for v in vectors}
     if len(widths) > 1:
-        from .errors import VectorMismatchError
-
         raise VectorMismatchError(
             f"cosine_matrix needs vectors of one width, got d_model values {sorted(widths)}; allowed: vectors from "
             "one model. Fix: compare vectors taken from the same model."

@@ -88,6 +88,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 import torch
 
+from . import __version__
 from .errors import InvalidArgumentError, InvalidVectorError, VectorFileError, VectorMismatchError
 from .files import atomic_write
 from .hooks import residual_index
@@ -261,8 +262,6 @@ def export_gguf(
 
     def write(tmp: str) -> None:
         import gguf
-
-        from . import __version__
 
         writer = gguf.GGUFWriter(tmp, _ARCH)  # writes general.architecture = "controlvector"
         try:

@@ -43,6 +43,12 @@ from .vectors import SteeringVector
 __all__ = ["generate", "repeat_block"]
 
 
+_EMPTY_PROMPT = (
+    "{name}[{i}] is empty; allowed: a prompt with at least one character (the model needs something to continue). "
+    "Fix: pass text, e.g. 'I went up to my friend and said'."
+)
+
+
 @dataclass
 class _Plan:
     """Everything one ``generate`` call decided before running: rows, their coefficients, the backend."""
@@ -257,7 +263,7 @@ def generate(
         >>> a == st.generate(model, "ab", None, max_new_tokens=4, n=3, seed=1, backend="bridge")
         True
     """
-    prompts = text_list("prompts", prompts, example="['I hate you because']")
+    prompts = text_list("prompts", prompts, example="['I hate you because']", empty=_EMPTY_PROMPT)
     coeff = check_coeffs(coeff)
     coeff_list = coeff.tolist() if isinstance(coeff, Tensor) else [coeff]
     max_new_tokens, n = count("max_new_tokens", max_new_tokens), count("n", n)

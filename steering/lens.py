@@ -23,6 +23,7 @@ Example:
     (3, 3)
 """
 
+import html
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence, Union
 
@@ -139,8 +140,6 @@ class TokenScores:
         return f"{head})\n  promoted:   {fmt(self.promoted)}\n  suppressed: {fmt(self.suppressed)}"
 
     def _repr_html_(self) -> str:
-        import html
-
         def cells(pairs: list[tuple[str, float]]) -> str:
             return "".join(f"<td><code>{html.escape(repr(t))}</code> {s:+.2f}</td>" for t, s in pairs[:10])
 

@@ -39,6 +39,7 @@ from typing import Any, Union
 import torch
 from torch import Tensor
 
+from . import __version__
 from .errors import InvalidArgumentError, SteeringError, VectorFileError
 from .files import atomic_write
 from .hooks import parse_hook_name
@@ -181,8 +182,6 @@ def write_file(entries: list[tuple[str, Tensor, dict[str, Any]]], kind: str, pat
         steering.errors.InvalidArgumentError: cannot write '/no/such/folder/x.safetensors': the folder '/no/such/folder' does not exist; allowed: a path in an existing folder. Fix: create it first with os.makedirs('/no/such/folder', exist_ok=True).
     """
     from safetensors.torch import save_file
-
-    from . import __version__
 
     target = output_path(path)
     records = []

@@ -194,7 +194,7 @@ def check_options(op: Operator, value: object, short_prompt: ShortPrompt = "trun
     return check_coeff(value) if op == "clamp" else None
 
 
-def _check_shape(vec: SteeringVector, pos: str, op: str) -> None:
+def _check_shape(vec: SteeringVector, pos: Positions, op: Operator) -> None:
     if pos != "front" and not vec.is_direction:
         raise InvalidArgumentError(
             f"positions={pos!r} adds one direction {'everywhere' if pos == 'all' else 'at each selected position'}, "

@@ -37,6 +37,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Sequence
 
+import numpy as np
 import torch
 
 from . import _fast
@@ -82,7 +83,7 @@ class Metric:
         ['wedding', 'weddings', 'wed']
     """
 
-    kind: MetricKind
+    kind: str  # a MetricKind; checked in __post_init__ with a message naming the allowed kinds
     targets: Optional[list] = None
     against: Optional[list] = None
     words: Optional[list] = None
@@ -164,7 +165,7 @@ class _Sweep:
             if m.kind == "topic":
                 out[m.name] = [topic_fraction(c, m.words) for c in per_prompt]
             else:
-                out[m.name] = [sum(sentiment_scores(c)) / max(len(c), 1) for c in per_prompt]
+                out[m.name] = [float(np.mean(sentiment_scores(c))) for c in per_prompt]
         return out
 
     def generate(self, vector: Optional[SteeringVector], coeffs: Any) -> list[str]:

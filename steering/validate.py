@@ -146,12 +146,19 @@ def top_k(k: Any, vocab: int) -> int:
     return k
 
 
+_EMPTY = (
+    "{name}[{i}] is the empty string; allowed: texts with at least one character (an empty prompt has nothing but "
+    "BOS to read or continue). Fix: give it text or drop it."
+)
+
+
 def text_list(
     name: str,
     value: Any,
     *,
     allowed: str = "a non-empty string or a non-empty list of strings",
     example: str = "['I went up to my friend and said']",
+    empty: str = "",
 ) -> list[str]:
     """A non-empty list of non-empty strings (one string counts as a list of one).
 
@@ -160,6 +167,8 @@ def text_list(
         value: A string or a list/tuple of strings.
         allowed: How the message describes what is allowed.
         example: The fix the message suggests (Python source).
+        empty: The message for an empty string, with ``{name}`` and ``{i}`` fields (default: a
+            general one).
 
     Raises:
         InvalidArgumentError: not a string or a non-empty list, or an item is not a string.
@@ -181,10 +190,7 @@ def text_list(
                 f"{name}[{i}]={text!r} is a {type(text).__name__}; allowed: str. Fix: pass the prompt text."
             )
         if not text:
-            raise EmptyPromptError(
-                f"{name}[{i}] is the empty string; allowed: texts with at least one character (an empty prompt has "
-                "nothing but BOS to read or continue). Fix: give it text or drop it."
-            )
+            raise EmptyPromptError((empty or _EMPTY).format(name=name, i=i))
     return list(value)
 
 

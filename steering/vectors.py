@@ -195,32 +195,32 @@ class SteeringVector:
             )
 
     # ------------------------------------------------------------------ algebra
-    def _combine_check(self, other: "SteeringVector", op: str) -> None:
+    def _combine_check(self, other: "SteeringVector", verb: str) -> None:
         if not isinstance(other, SteeringVector):
             raise InvalidArgumentError(
-                f"cannot {op} a SteeringVector and a {type(other).__name__}; allowed: another SteeringVector "
+                f"cannot {verb} a SteeringVector and a {type(other).__name__}; allowed: another SteeringVector "
                 "(or a number for *, /). Fix: wrap the tensor in SteeringVector(...)."
             )
         for attr in ("hook_name", "d_model", "weight_mode"):
             a, b = getattr(self, attr), getattr(other, attr)
             if a != b:
                 raise VectorMismatchError(
-                    f"cannot {op} vectors with different {attr}: {a!r} vs {b!r}; allowed: vectors at the "
+                    f"cannot {verb} vectors with different {attr}: {a!r} vs {b!r}; allowed: vectors at the "
                     "same hook point of the same model. Fix: rebuild one of them at the other's hook."
                 )
         if self.model_name and other.model_name and self.model_name != other.model_name:
             raise VectorMismatchError(
-                f"cannot {op} vectors from different models: {self.model_name!r} vs {other.model_name!r}."
+                f"cannot {verb} vectors from different models: {self.model_name!r} vs {other.model_name!r}."
             )
         if self.is_direction != other.is_direction:
             raise VectorMismatchError(
-                f"cannot {op} a per-position vector {tuple(self.tensor.shape if not self.is_direction else other.tensor.shape)} "
+                f"cannot {verb} a per-position vector {tuple(self.tensor.shape if not self.is_direction else other.tensor.shape)} "
                 "and a single direction; allowed: two of the same kind. Fix: turn the per-position one into a "
                 "direction with .direction('sum'), or broadcast the direction yourself."
             )
 
-    def _binary(self, other: "SteeringVector", sign: float, op: str) -> "SteeringVector":
-        self._combine_check(other, op)
+    def _binary(self, other: "SteeringVector", sign: float, verb: str) -> "SteeringVector":
+        self._combine_check(other, verb)
         a, b = self.tensor, other.tensor.to(self.tensor)
         if not self.is_direction and a.shape[0] != b.shape[0]:
             # The paper composes ActAdd vectors of different lengths at the front:
@@ -232,7 +232,7 @@ class SteeringVector:
             self,
             tensor=a + sign * b,
             method=f"({self.method} {'+' if sign > 0 else '-'} {other.method})",
-            prompts={"left": self.prompts, "right": other.prompts, "op": op},
+            prompts={"left": self.prompts, "right": other.prompts, "op": verb},
             tokens={},
             model_name=self.model_name or other.model_name,
         )

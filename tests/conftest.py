@@ -5,6 +5,7 @@ them: no hook left attached, no weights or config changed. A test that needs to 
 a model builds its own with ``steering.testing.tiny_model``.
 """
 
+import jaxtyping
 import pytest
 import torch
 
@@ -35,6 +36,16 @@ def assert_no_hooks(model) -> None:
     """Fail unless nothing steering-lens (or anyone) attached is left on ``model``."""
     count = st.active_hooks(model)
     assert count == 0, f"{count} hook(s) left attached to {model.cfg.model_name}"
+
+
+@pytest.fixture
+def untyped(monkeypatch):
+    """Switch the test run's runtime type checks off, as for a user: the package's own refusals then speak.
+
+    (Under the checks, a ``Literal`` annotation such as ``op: Operator`` rejects a bad value with a
+    ``TypeCheckError`` before the function body runs.)
+    """
+    monkeypatch.setattr(jaxtyping.config, "jaxtyping_disable", True)
 
 
 @pytest.fixture

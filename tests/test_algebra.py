@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import steering as st
-from steering.algebra import cosine_matrix, mean_vectors, relative_norm
+from steering.algebra import cosine_matrix, mean_vectors
+from steering.norms import relative_norm
 from steering.vectors import SteeringVector
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -20,9 +21,9 @@ def test_mean_vectors_is_the_elementwise_mean():
 
 
 def test_mean_vectors_refuses_mixed_hooks_and_empty_lists():
-    with pytest.raises(st.VectorMismatchError, match="different hook_name"):
+    with pytest.raises(st.errors.VectorMismatchError, match="different hook_name"):
         mean_vectors([_vec([1.0]), _vec([1.0], hook="blocks.0.hook_resid_pre")])
-    with pytest.raises(st.InvalidArgumentError, match="non-empty list of SteeringVectors"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="non-empty list of SteeringVectors"):
         mean_vectors([])
 
 
@@ -38,9 +39,9 @@ def test_cosine_matrix_values_and_labels(tiny):
 
 
 def test_cosine_matrix_refuses_bad_labels_and_widths():
-    with pytest.raises(st.InvalidArgumentError, match="must be 2 distinct strings"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="must be 2 distinct strings"):
         cosine_matrix([_vec([1.0, 0.0]), _vec([0.0, 1.0])], labels=["x", "x"])
-    with pytest.raises(st.VectorMismatchError, match=r"d_model values \[2, 3\]"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"d_model values \[2, 3\]"):
         cosine_matrix([_vec([1.0, 0.0]), _vec([0.0, 1.0, 0.0])])
 
 
@@ -54,5 +55,5 @@ def test_relative_norm_matches_a_by_hand_median(tiny):
     typical = torch.cat([first, second]).median()
     assert relative_norm(tiny, vec, prompts) == pytest.approx(float(vec.norm().max() / typical), rel=1e-4)
     assert relative_norm(tiny, 3 * vec, prompts) == pytest.approx(3 * relative_norm(tiny, vec, prompts), rel=1e-5)
-    with pytest.raises(st.InvalidArgumentError, match="non-empty list of non-empty strings"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="non-empty list of non-empty strings"):
         relative_norm(tiny, vec, [])

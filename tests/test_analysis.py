@@ -7,15 +7,16 @@ tests/test_real_analysis.py.)
 import math
 import warnings
 
-import numpy as np
 import pandas as pd
 import pytest
 import torch
 
 import steering as st
-from steering.extract import tokenize_prompt
-from steering.metrics import _forward_logprobs, kl_divergence, steered_positions
-from steering.sweeps import _cohens_d, topic_fraction
+from steering.tokens import tokenize_prompt
+from steering.engine import forward_logprobs
+from steering.metrics import kl_divergence
+from steering.placement import masked_prefix as steered_positions
+from steering.texts import topic_fraction
 
 TEXTS = ["the cat sat on the mat", "numbers 1 2 3 4 5 6", "a quiet day in the town"]
 
@@ -82,7 +83,7 @@ def test_direction_added_everywhere_masks_nothing(vec):
 
 def test_too_short_prompt_is_refused(vec, no_hooks):
     model, v = vec
-    with pytest.raises(st.PromptTooShortError, match="no position is left"):
+    with pytest.raises(st.errors.PromptTooShortError, match="no position is left"):
         st.off_target_kl(model, v, ["hi"], coeffs=[1.0])
     no_hooks(model)
 
@@ -99,8 +100,8 @@ def test_last_only_forward_equals_the_full_forward(vec):
     model, v = vec
     seqs = [tokenize_prompt(model, t) for t in TEXTS]  # different lengths: left vs right padding
     coeffs = [0.0, 4.0, -3.0]
-    full = _forward_logprobs(model, seqs, v, coeffs, {}, batch_size=3)
-    last = _forward_logprobs(model, seqs, v, coeffs, {}, batch_size=3, last_only=True)
+    full = forward_logprobs(model, seqs, v, coeffs, batch_size=3)
+    last = forward_logprobs(model, seqs, v, coeffs, batch_size=3, readout="last")
     for f, l in zip(full, last):
         torch.testing.assert_close(l[0], f[-1], atol=1e-4, rtol=1e-4)
 
@@ -161,9 +162,9 @@ def test_logit_lens_scores_are_the_unembedded_normed_vector(vec):
             assert [t for _, t in zip(range(5), got.table[got.table.direction == "promoted"].token_id)] == \
                 torch.topk(logits, 5).indices.tolist()
             assert got.promoted[0][1] == pytest.approx(float(logits.max()), rel=1e-4)
-    with pytest.raises(st.InvalidArgumentError, match="position=9"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="position=9"):
         st.logit_lens(model, v, position=9)
-    with pytest.raises(st.InvalidArgumentError, match="k=0"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="k=0"):
         st.logit_lens(model, v, k=0)
 
 
@@ -212,37 +213,14 @@ def test_sweep_sampled_metrics_and_topic_words(any_tiny):
 
 def test_topic_fraction_matches_whole_words():
     assert topic_fraction(["The wedding was lovely", "They wed in May", "wedged in", "BRIDE!"],
-                          st.WEDDING_WORDS) == 0.75
+                          st.texts.WEDDING_WORDS) == 0.75
 
 
 def test_metric_validation():
-    with pytest.raises(st.InvalidArgumentError, match="needs targets"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="needs targets"):
         st.Metric("logprob")
-    with pytest.raises(st.InvalidArgumentError, match="metric kind 'bleu'"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="metric kind 'bleu'"):
         st.Metric("bleu")
-
-
-# ------------------------------------------------------------------------------------ effect sizes
-def test_cohens_d_by_hand():
-    s, b = np.array([2.0, 4.0, 6.0]), np.array([1.0, 2.0, 3.0])
-    pooled = math.sqrt((2 * 4.0 + 2 * 1.0) / 4)  # sample variances 4 and 1
-    assert float(_cohens_d(s, b)) == pytest.approx((4 - 2) / pooled)
-    assert float(_cohens_d(np.ones(3), np.ones(3))) == 0.0
-    assert math.isnan(float(_cohens_d(np.ones(3) * 2, np.ones(3))))
-
-
-def test_effect_sizes_table_and_bootstrap():
-    rng = np.random.default_rng(1)
-    base = rng.normal(0, 1, 12)
-    rows = [{"layer": 3, "metric": "m", "prompt": f"p{i}", "coeff": c, "value": base[i] + shift}
-            for c, shift in ((0.0, 0.0), (2.0, 1.5)) for i in range(12)]
-    eff = st.effect_sizes(pd.DataFrame(rows), n_boot=500)
-    zero, two = eff.iloc[0], eff.iloc[1]
-    assert zero.effect == 0.0 and two.n == 12
-    assert two.effect == pytest.approx(1.5 / np.std(base, ddof=1), rel=1e-6)
-    assert two.ci_low < two.effect < two.ci_high
-    with pytest.raises(st.InvalidArgumentError, match="no coeff = 0 rows"):
-        st.effect_sizes(pd.DataFrame(rows[12:]))
 
 
 # ------------------------------------------------------------------------------------ norms
@@ -268,20 +246,6 @@ def test_norm_diagnostics_by_hand_and_the_warning(vec):
 
 
 # ------------------------------------------------------------------------------------ report
-def test_report_has_every_section(any_tiny, tmp_path):
-    from steering.analysis_report import analysis_report
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", st.SteeringWarning)
-        info = analysis_report(any_tiny, "love", "hate", out=tmp_path / "r.html", layers="all", coeffs=[2, 4],
-                               prompts=["I think that", "we will go to"], kl_prompts=TEXTS[:2], max_new_tokens=4)
-    page = (tmp_path / "r.html").read_text(encoding="utf-8")
-    assert info["figures"] == 7 and page.count('class="steering-figure"') == 7
-    for heading in ("Effect size per layer", "Effect vs off-target KL", "Plain logit lens", "Completions, token by token"):
-        assert heading in page
-    assert info["best"]["layer"] in (0, 1) and info["best"]["coeff"] in (2.0, 4.0)
-
-
 # ------------------------------------------------------------------------------------ bad input
 @pytest.mark.parametrize("call, match", [
     (lambda m, v: st.perplexity_ratio(m, v, []), "texts=\\[\\]"),

@@ -13,10 +13,11 @@ import pytest
 import torch
 
 import steering as st
-from steering.extract import tokenize_prompt
-from steering.generation import left_pad
+from steering.tokens import tokenize_prompt
+from steering.tokens import left_pad
 
 generation = importlib.import_module("steering.generation")  # the module (st.generate is the function)
+sampling = importlib.import_module("steering.sampling")
 
 PROMPTS = ["I went up to my friend and said", "Hello there, you", "abcdefghijk"]  # 32, 17, 12 tokens (BOS included)
 
@@ -246,7 +247,7 @@ def test_stop_at_eos_false_keeps_generating_after_eos(tiny, monkeypatch):
             scores[:, eos] = 0.0
         return scores
 
-    monkeypatch.setattr(generation._StepBar, "__call__", eos_first)
+    monkeypatch.setattr(sampling.StepBar, "__call__", eos_first)
     kw = dict(max_new_tokens=8, do_sample=False)
     assert st.generate(tiny, PROMPTS, None, **kw) == ["", "", ""]  # stopped at the forced EOS
     continued = st.generate(tiny, PROMPTS, None, stop_at_eos=False, **kw)
@@ -254,10 +255,10 @@ def test_stop_at_eos_false_keeps_generating_after_eos(tiny, monkeypatch):
 
 
 def test_st_generate_is_the_function_after_importing_the_submodule(tmp_path):
-    """``from steering.generation import left_pad`` (as the docs suggest) must not turn st.generate into a module."""
+    """``from steering.tokens import left_pad`` (as the docs suggest) must not turn st.generate into a module."""
     code = (
         "import steering as st\n"
-        "from steering.generation import left_pad\n"
+        "from steering.tokens import left_pad\n"
         "print(type(st.generate).__name__)\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=tmp_path)
@@ -304,7 +305,7 @@ def test_direction_generation_adds_at_generated_tokens_too(love):
 def test_per_position_vector_with_all_is_refused(love, no_hooks):
     model, vec = love
     with pytest.raises(
-        st.InvalidArgumentError,
+        st.errors.InvalidArgumentError,
         match=r"positions='all' adds one direction everywhere, but the vector at blocks\.1\.hook_resid_pre has 12 "
         r"positions; allowed: a \[d_model\] direction\. Fix: use vec\.direction\('sum'\)",
     ):
@@ -315,7 +316,7 @@ def test_per_position_vector_with_all_is_refused(love, no_hooks):
 
 def test_direction_with_front_is_refused(love, no_hooks):
     model, vec = love
-    with pytest.raises(st.InvalidArgumentError, match=r"positions='front' needs a per-position .*Fix: pass positions='all'"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"positions='front' needs a per-position .*Fix: pass positions='all'"):
         with st.steer(model, vec.direction(), 1.0, positions="front"):
             pytest.fail("the block must not run")
     no_hooks(model)
@@ -350,7 +351,7 @@ def test_short_row_in_a_left_padded_batch_is_truncated_per_row(tiny):
 def test_short_prompt_error_raises(any_tiny, no_hooks):
     model = any_tiny
     vec = st.actadd(model, "I love you so much", "", layer=1)
-    with pytest.raises(st.PromptTooShortError, match=r"a prompt has 7 tokens \(BOS included\) but the vector "
+    with pytest.raises(st.errors.PromptTooShortError, match=r"a prompt has 7 tokens \(BOS included\) but the vector "
                        r"blocks\.1\.hook_resid_pre has 19 positions.*Fix: lengthen the prompt"):
         logits_steered(model, tokens_of(model, "Hi you"), vec, 4.0, short_prompt="error")
     no_hooks(model)
@@ -403,7 +404,7 @@ def test_hooks_are_removed_after_keyboard_interrupt_in_the_block(love, no_hooks)
 
 def test_hooks_are_removed_after_an_error_raised_by_the_steering_hook(tiny, no_hooks):
     vec = st.actadd(tiny, "I love you so much", "", layer=1)
-    with pytest.raises(st.PromptTooShortError):
+    with pytest.raises(st.errors.PromptTooShortError):
         st.generate(tiny, ["Hi you", PROMPTS[0]], vec, 5.0, max_new_tokens=4, short_prompt="error")
     no_hooks(tiny)
 
@@ -419,7 +420,7 @@ def test_hooks_are_removed_when_a_logits_processor_raises_mid_generation(love, m
             raise Boom("mid-generation")
         return scores
 
-    monkeypatch.setattr(generation._StepBar, "__call__", exploding_step)
+    monkeypatch.setattr(sampling.StepBar, "__call__", exploding_step)
     rng = torch.get_rng_state()
     with pytest.raises(Boom):
         st.generate(model, PROMPTS, vec, 5.0, max_new_tokens=8, seed=1)
@@ -431,7 +432,7 @@ def test_hooks_are_removed_when_a_logits_processor_raises_mid_generation(love, m
 @pytest.mark.parametrize("fast", ["1", "0"])
 @pytest.mark.parametrize("error", [Boom, KeyboardInterrupt])
 def test_hooks_are_removed_when_hf_generate_raises(love, monkeypatch, error, fast, no_hooks):
-    from steering.fast import plain_model
+    from steering._fast import twin_for as plain_model
 
     model, vec = love
     monkeypatch.setenv("STEERING_FAST", fast)
@@ -535,11 +536,11 @@ def test_per_row_coefficients_equal_one_call_per_coefficient(love, op, no_hooks)
 def test_per_row_coefficients_must_match_the_batch(love, no_hooks):
     model, vec = love
     tokens = tokens_of(model, PROMPTS[0]).repeat(3, 1)
-    with pytest.raises(st.InvalidCoefficientError, match="2 per-row coefficients .* has 3 rows"):
+    with pytest.raises(st.errors.InvalidCoefficientError, match="2 per-row coefficients .* has 3 rows"):
         logits_steered(model, tokens, vec, [1.0, 2.0])
-    with pytest.raises(st.InvalidCoefficientError, match="empty sequence"):
+    with pytest.raises(st.errors.InvalidCoefficientError, match="empty sequence"):
         logits_steered(model, tokens, vec, [])
-    with pytest.raises(st.InvalidCoefficientError, match="nan"):
+    with pytest.raises(st.errors.InvalidCoefficientError, match="nan"):
         logits_steered(model, tokens, vec, [1.0, float("nan"), 2.0])
     no_hooks(model)
 

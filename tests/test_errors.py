@@ -27,9 +27,9 @@ ERRORS = [
 
 @pytest.mark.parametrize("name, builtin", ERRORS)
 def test_every_error_is_a_steering_error(name, builtin):
-    cls = getattr(st, name)
+    cls = getattr(st.errors, name)
     assert issubclass(cls, st.SteeringError) and issubclass(cls, builtin)
-    assert name in st.__all__
+    assert name in st.errors.__all__
     err = cls("the message")
     assert str(err) == "the message"  # KeyError subclasses do not quote it
 
@@ -55,7 +55,7 @@ def offline(monkeypatch):
 
 
 def test_unknown_model_name(offline):
-    with pytest.raises(st.UnknownModelError) as info:
+    with pytest.raises(st.errors.UnknownModelError) as info:
         st.load_model("definitely-not-a-model", device="cpu")
     message = str(info.value)
     assert message.startswith("unknown model 'definitely-not-a-model': not a built-in name")
@@ -66,25 +66,25 @@ def test_unknown_model_name(offline):
 
 @pytest.mark.parametrize("path, why", [("./nope.gguf", "no file at nope.gguf"), ("./nope/", "no such path")])
 def test_nonexistent_local_path(offline, path, why):
-    with pytest.raises(st.UnknownModelError, match=rf"unknown model '{path}'.*\({why}\).*'gemma3-270m', 'smollm2-135m'.*Fix:"):
+    with pytest.raises(st.errors.UnknownModelError, match=rf"unknown model '{path}'.*\({why}\).*'gemma3-270m', 'smollm2-135m'.*Fix:"):
         st.load_model(path, device="cpu")
 
 
 def test_directory_without_config(offline, tmp_path):
-    with pytest.raises(st.UnknownModelError, match=r"is a directory without config\.json.*Built-in models"):
+    with pytest.raises(st.errors.UnknownModelError, match=r"is a directory without config\.json.*Built-in models"):
         st.load_model(tmp_path, device="cpu")
 
 
 def test_fetch_of_an_unknown_builtin():
-    with pytest.raises(st.UnknownModelError, match=r"unknown model 'gemma4'.*Built-in models: 'gemma3-270m', 'smollm2-135m'"):
-        st.fetch_model("gemma4", progress=False)
+    with pytest.raises(st.errors.UnknownModelError, match=r"unknown model 'gemma4'.*Built-in models: 'gemma3-270m', 'smollm2-135m'"):
+        st.models.fetch_model("gemma4", progress=False)
 
 
 # ---------------------------------------------------------------- layers and hooks
 @pytest.mark.parametrize("layer", [2, 40, -3])
 def test_layer_out_of_range(tiny, layer, no_hooks):
     with pytest.raises(
-        st.LayerOutOfRangeError,
+        st.errors.LayerOutOfRangeError,
         match=rf"layer={layer} is out of range for this model \(2 layers\); allowed: 0\.\.1 \(or -2\.\.-1 from the end\)\. "
         r"Fix: pick a layer in that range",
     ):
@@ -94,7 +94,7 @@ def test_layer_out_of_range(tiny, layer, no_hooks):
 
 def test_unknown_hook_suggests_the_nearest(tiny, no_hooks):
     with pytest.raises(
-        st.UnknownHookError,
+        st.errors.UnknownHookError,
         match=r"hook='resid_pr' is not a hook point of this model \('blocks\.1\.hook_resid_pr' not in model\.hook_dict\); "
         r"allowed: resid_pre, .*Did you mean 'resid_pre'",
     ):
@@ -106,10 +106,10 @@ def test_unknown_hook_suggests_the_nearest(tiny, no_hooks):
 def test_vector_from_another_architecture(tiny, tiny_gpt2, no_hooks):
     v = st.actadd(tiny_gpt2, "Love", "Hate", layer=1)
     match = r"the vector comes from model 'tiny-gpt2' but is applied to 'tiny-llama'.*Fix: rebuild it on this model"
-    with pytest.raises(st.VectorMismatchError, match=match):
+    with pytest.raises(st.errors.VectorMismatchError, match=match):
         with st.steer(tiny, v, 5.0):
             pytest.fail("the block must not run")
-    with pytest.raises(st.VectorMismatchError, match=match):
+    with pytest.raises(st.errors.VectorMismatchError, match=match):
         st.generate(tiny, PROMPT, v, 5.0, max_new_tokens=2)
     no_hooks(tiny)
 
@@ -118,7 +118,7 @@ def test_vector_of_another_width(tiny, no_hooks):
     narrow = tiny_model("llama", d_model=32)
     v = st.actadd(narrow, "Love", "Hate", layer=1)
     with pytest.raises(
-        st.VectorMismatchError,
+        st.errors.VectorMismatchError,
         match=r"the vector has d_model=32 but model 'tiny-llama' has d_model=64; allowed: vectors taken from this model\. "
         r"Fix: rebuild the vector on this model",
     ):
@@ -131,7 +131,7 @@ def test_vector_of_another_width(tiny, no_hooks):
 def test_vector_from_a_renamed_model(tiny, vec, no_hooks):
     other = tiny_model("llama")  # same weights and width, other name
     other.cfg.model_name = "my-llama"
-    with pytest.raises(st.VectorMismatchError, match=r"comes from model 'tiny-llama' but is applied to 'my-llama'.*vec\.model_name = model\.cfg\.model_name"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"comes from model 'tiny-llama' but is applied to 'my-llama'.*vec\.model_name = model\.cfg\.model_name"):
         st.generate(other, PROMPT, vec, 5.0, max_new_tokens=2)
     no_hooks(other)
     vec2 = vec.clone()
@@ -141,14 +141,14 @@ def test_vector_from_a_renamed_model(tiny, vec, no_hooks):
 
 def test_a_bad_vector_in_a_list_attaches_nothing(tiny, tiny_gpt2, vec, no_hooks):
     bad = st.actadd(tiny_gpt2, "Love", "Hate", layer=0)
-    with pytest.raises(st.VectorMismatchError):
+    with pytest.raises(st.errors.VectorMismatchError):
         with st.steer(tiny, [vec, bad], 5.0):
             pytest.fail("the block must not run")
     no_hooks(tiny)
 
 
 def test_not_a_vector(tiny, no_hooks):
-    with pytest.raises(st.InvalidArgumentError, match=r"vector=\[\] is not a SteeringVector; allowed: a SteeringVector or a list of them\. Fix: build one with st\.actadd"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vector=\[\] is not a SteeringVector; allowed: a SteeringVector or a list of them\. Fix: build one with st\.actadd"):
         with st.steer(tiny, [], 5.0):
             pytest.fail("the block must not run")
     no_hooks(tiny)
@@ -160,14 +160,14 @@ def test_nan_or_inf_vector(tiny, vec, value, counts, no_hooks):
     t = vec.tensor.clone()
     t[2, 5] = value
     match = rf"the vector at blocks\.1\.hook_resid_pre holds {counts} value\(s\) \(first at index \(2, 5\)\); allowed: finite values only\. Fix: rebuild it"
-    with pytest.raises(st.InvalidVectorError, match=match):
+    with pytest.raises(st.errors.InvalidVectorError, match=match):
         st.SteeringVector(t, hook_name=vec.hook_name)
     corrupted = vec.clone()
     corrupted.tensor[2, 5] = value  # made bad after construction: caught when applied
-    with pytest.raises(st.InvalidVectorError, match=match):
+    with pytest.raises(st.errors.InvalidVectorError, match=match):
         with st.steer(tiny, corrupted, 5.0):
             pytest.fail("the block must not run")
-    with pytest.raises(st.InvalidVectorError, match=match):
+    with pytest.raises(st.errors.InvalidVectorError, match=match):
         st.generate(tiny, PROMPT, corrupted, 5.0, max_new_tokens=2)
     no_hooks(tiny)
 
@@ -176,7 +176,7 @@ def test_nan_or_inf_vector(tiny, vec, value, counts, no_hooks):
 @pytest.mark.parametrize("prompts, index", [("", 0), (["I hate you", ""], 1)])
 def test_empty_prompt_given_to_generate(tiny, vec, prompts, index, no_hooks):
     with pytest.raises(
-        st.EmptyPromptError,
+        st.errors.EmptyPromptError,
         match=rf"prompts\[{index}\] is empty; allowed: a prompt with at least one character .*Fix: pass text",
     ):
         st.generate(tiny, prompts, vec, 5.0, max_new_tokens=2)
@@ -189,7 +189,7 @@ def test_empty_negative_prompt_is_fine_in_actadd(tiny):
 
 
 def test_no_prompts_given_to_generate(tiny, vec, no_hooks):
-    with pytest.raises(st.InvalidArgumentError, match=r"prompts=\[\]; allowed: a non-empty string or a non-empty list of strings"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"prompts=\[\]; allowed: a non-empty string or a non-empty list of strings"):
         st.generate(tiny, [], vec, 5.0)
     no_hooks(tiny)
 
@@ -198,12 +198,12 @@ def test_no_prompts_given_to_generate(tiny, vec, no_hooks):
 @pytest.mark.parametrize("coeff", [float("nan"), float("inf"), -math.inf])
 def test_non_finite_coefficient(tiny, vec, coeff, no_hooks):
     match = rf"coeff={coeff!r} is not a finite number; allowed: any finite float .*Fix: pass e\.g\. coeff=5\.0"
-    with pytest.raises(st.InvalidCoefficientError, match=match):
+    with pytest.raises(st.errors.InvalidCoefficientError, match=match):
         with st.steer(tiny, vec, coeff):
             pytest.fail("the block must not run")
-    with pytest.raises(st.InvalidCoefficientError, match=match):
+    with pytest.raises(st.errors.InvalidCoefficientError, match=match):
         st.generate(tiny, PROMPT, vec, coeff, max_new_tokens=2)
-    with pytest.raises(st.InvalidCoefficientError, match=match):
+    with pytest.raises(st.errors.InvalidCoefficientError, match=match):
         st.generate(tiny, PROMPT, None, coeff, max_new_tokens=2)  # checked even without a vector
     no_hooks(tiny)
 
@@ -211,10 +211,10 @@ def test_non_finite_coefficient(tiny, vec, coeff, no_hooks):
 def test_coefficient_that_is_not_a_number(tiny, vec, no_hooks):
     """The documented error (InvalidCoefficientError, "not a number") — also under the test run's type checks."""
     match = r"coeff='5' is not a finite number; allowed: any finite float"
-    with pytest.raises(st.InvalidCoefficientError, match=match):
+    with pytest.raises(st.errors.InvalidCoefficientError, match=match):
         with st.steer(tiny, vec, "5"):
             pytest.fail("the block must not run")
-    with pytest.raises(st.InvalidCoefficientError, match=match):
+    with pytest.raises(st.errors.InvalidCoefficientError, match=match):
         st.generate(tiny, PROMPT, vec, "5", max_new_tokens=2)
     no_hooks(tiny)
 
@@ -224,7 +224,7 @@ def test_prompt_pair_longer_than_the_context(tiny, no_hooks):
     n_ctx = tiny.cfg.n_ctx
     assert n_ctx == 256
     with pytest.raises(
-        st.ContextLengthError,
+        st.errors.ContextLengthError,
         match=r"the prompt pair is 301 tokens long after padding but the model's context is 256; allowed: at most 256 "
         r"tokens\. Fix: shorten the prompts",
     ):
@@ -238,7 +238,7 @@ def test_prompt_pair_of_exactly_the_context_is_fine(tiny):
 
 def test_generation_longer_than_the_context(tiny, vec, no_hooks):
     with pytest.raises(
-        st.ContextLengthError,
+        st.errors.ContextLengthError,
         match=r"has 251 tokens; with max_new_tokens=10 that is 261 > the model's context of 256\. Fix: shorten the "
         r"prompt or lower max_new_tokens",
     ):
@@ -248,7 +248,7 @@ def test_generation_longer_than_the_context(tiny, vec, no_hooks):
 
 
 def test_prompt_longer_than_the_context_is_counted_in_full(tiny, vec, no_hooks):
-    with pytest.raises(st.ContextLengthError, match=r"has 301 tokens; with max_new_tokens=5 that is 306 >"):
+    with pytest.raises(st.errors.ContextLengthError, match=r"has 301 tokens; with max_new_tokens=5 that is 306 >"):
         st.generate(tiny, "a" * 300, vec, 5.0, max_new_tokens=5)
     no_hooks(tiny)
 
@@ -266,14 +266,14 @@ def test_prompt_longer_than_the_context_is_counted_in_full(tiny, vec, no_hooks):
     ],
 )
 def test_bad_generation_options(tiny, vec, kwargs, match, no_hooks):
-    with pytest.raises(st.InvalidArgumentError, match=match):
+    with pytest.raises(st.errors.InvalidArgumentError, match=match):
         st.generate(tiny, PROMPT, vec, 5.0, **kwargs)
     no_hooks(tiny)
 
 
 def test_short_prompt_rule_error_leaves_no_hook(tiny, no_hooks):
     long_vec = st.actadd(tiny, "I love you so much", "", layer=1)
-    with pytest.raises(st.PromptTooShortError, match=r"a prompt has 3 tokens \(BOS included\) but the vector .* has 19 positions"):
+    with pytest.raises(st.errors.PromptTooShortError, match=r"a prompt has 3 tokens \(BOS included\) but the vector .* has 19 positions"):
         st.generate(tiny, "Hi", long_vec, 5.0, max_new_tokens=3, short_prompt="error")
     no_hooks(tiny)
 
@@ -291,7 +291,7 @@ def test_unknown_model_fails_at_once_when_the_hub_is_unreachable(monkeypatch):
         raise AssertionError("boot_transformers was called although the hub is unreachable")
 
     monkeypatch.setattr(TransformerBridge, "boot_transformers", must_not_be_called)
-    with pytest.raises(st.UnknownModelError, match=r"unknown model 'some-org/some-model'.*hub is unreachable.*"
+    with pytest.raises(st.errors.UnknownModelError, match=r"unknown model 'some-org/some-model'.*hub is unreachable.*"
                        r"Built-in models: 'gemma3-270m', 'smollm2-135m'"):
         st.load_model("some-org/some-model", device="cpu")
 

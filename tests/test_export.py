@@ -10,7 +10,7 @@ import torch
 import steering as st
 from steering import SteeringVector
 from steering.export import export_gguf, gguf_tensor_name, import_gguf
-from steering.persist import VectorFileError
+from steering.errors import VectorFileError
 from steering.testing import tiny_model
 
 
@@ -48,7 +48,7 @@ def test_hook_names_map_to_the_block_whose_output_llama_cpp_steers(hook_name, te
     ("blocks.0.hook_resid_pre", "the embeddings"),
 ])
 def test_points_llama_cpp_cannot_steer_are_refused(hook_name, where):
-    with pytest.raises(st.InvalidArgumentError, match=rf"is {where}, which llama\.cpp never steers.*Fix: take the vector at a later layer"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"is {where}, which llama\.cpp never steers.*Fix: take the vector at a later layer"):
         gguf_tensor_name(hook_name)
 
 
@@ -160,44 +160,44 @@ def test_import_refuses_a_missing_or_non_gguf_file(tmp_path):
 # ---------------------------------------------------------------- refusals on export
 def test_a_per_position_vector_is_refused_with_the_fix(tmp_path):
     vec = st.actadd(tiny_model(n_layers=4), "Love", "Hate", layer=2)
-    with pytest.raises(st.InvalidVectorError, match=r"per-position ActAdd vector of shape \(5, 64\).*vec\.direction\('sum'\)"):
+    with pytest.raises(st.errors.InvalidVectorError, match=r"per-position ActAdd vector of shape \(5, 64\).*vec\.direction\('sum'\)"):
         export_gguf([vec], tmp_path / "v.gguf")
     assert os.listdir(tmp_path) == []
 
 
 def test_mixed_widths_are_refused(tmp_path):
-    with pytest.raises(st.VectorMismatchError, match=r"vectors\[1\] at blocks\.2\.hook_resid_post has d_model=32 but vectors\[0\] has d_model=64"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"vectors\[1\] at blocks\.2\.hook_resid_post has d_model=32 but vectors\[0\] has d_model=64"):
         export_gguf([direction(1), direction(2, d_model=32)], tmp_path / "v.gguf")
 
 
 def test_mixed_models_are_refused(tmp_path):
-    with pytest.raises(st.VectorMismatchError, match=r"different models: 'a', 'b'"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"different models: 'a', 'b'"):
         export_gguf([direction(1, model="a"), direction(2, model="b")], tmp_path / "v.gguf")
     export_gguf([direction(1, model="a"), direction(2, model=None)], tmp_path / "v.gguf")  # unknown joins known
 
 
 def test_two_vectors_at_one_layer_are_refused(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match=r"vectors\[0\] \(blocks\.3\.hook_resid_post\) and vectors\[1\] \(blocks\.4\.hook_resid_pre\) both map to direction\.3"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vectors\[0\] \(blocks\.3\.hook_resid_post\) and vectors\[1\] \(blocks\.4\.hook_resid_pre\) both map to direction\.3"):
         export_gguf([direction(3), direction(4, "resid_pre")], tmp_path / "v.gguf")
-    with pytest.raises(st.InvalidArgumentError, match=r"both map to direction\.2"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"both map to direction\.2"):
         export_gguf([direction(2), direction(2, seed=1)], tmp_path / "v.gguf")
 
 
 @pytest.mark.parametrize("hook", ["mlp_out", "attn_out", "resid_mid"])
 def test_non_residual_hooks_are_refused(tmp_path, hook):
-    with pytest.raises(st.InvalidArgumentError, match=rf"hook 'blocks\.2\.hook_{hook}' is not a residual-stream hook"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"hook 'blocks\.2\.hook_{hook}' is not a residual-stream hook"):
         export_gguf(direction(2, hook), tmp_path / "v.gguf")
 
 
 def test_compatibility_mode_vectors_are_refused(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match=r"weight_mode='compat'; allowed: 'hf'"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"weight_mode='compat'; allowed: 'hf'"):
         export_gguf(direction(2, weight_mode="compat"), tmp_path / "v.gguf")
 
 
 def test_bad_arguments_are_refused(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match=r"vectors is empty"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vectors is empty"):
         export_gguf([], tmp_path / "v.gguf")
-    with pytest.raises(st.InvalidArgumentError, match=r"the folder '.*missing' does not exist"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"the folder '.*missing' does not exist"):
         export_gguf(direction(1), tmp_path / "missing" / "v.gguf")
 
 

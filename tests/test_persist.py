@@ -14,7 +14,9 @@ from hypothesis.extra.numpy import arrays
 
 import steering as st
 from steering import SteeringVector
-from steering.persist import FORMAT_VERSION, VectorFileError, load_vectors, save_vectors
+from steering.errors import VectorFileError
+from steering.export import load_vectors, save_vectors
+from steering.persist import FORMAT_VERSION
 from steering.testing import tiny_model
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -125,18 +127,18 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
 
 def test_metadata_that_is_not_json_is_refused_before_writing(tmp_path):
     v = rand(64, meta={"t": torch.ones(2)})
-    with pytest.raises(st.InvalidArgumentError, match=r"vector 0 \(blocks\.1\.hook_resid_pre\)\.meta\['t'\] holds a Tensor.*Fix: convert it"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vector 0 \(blocks\.1\.hook_resid_pre\)\.meta\['t'\] holds a Tensor.*Fix: convert it"):
         v.save(tmp_path / "v.safetensors")
     v = rand(64, meta={"by_layer": {3: "x"}})
-    with pytest.raises(st.InvalidArgumentError, match=r"\.meta\['by_layer'\] has the key 3 \(int\); allowed: str keys only"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"\.meta\['by_layer'\] has the key 3 \(int\); allowed: str keys only"):
         v.save(tmp_path / "v.safetensors")
     assert os.listdir(tmp_path) == []
 
 
 def test_saving_into_a_missing_folder_or_onto_a_folder_is_refused(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match=r"the folder '.*nope' does not exist.*os\.makedirs"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"the folder '.*nope' does not exist.*os\.makedirs"):
         rand(64).save(tmp_path / "nope" / "v.safetensors")
-    with pytest.raises(st.InvalidArgumentError, match=r"is a folder; allowed: a file path"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"is a folder; allowed: a file path"):
         rand(64).save(tmp_path)
 
 
@@ -207,7 +209,7 @@ def test_a_file_holding_nan_is_refused(tmp_path):
     from safetensors.torch import save_file
 
     save_file({"vector": torch.full((64,), float("nan"))}, str(path), metadata={"steering_lens": json.dumps(header)})
-    with pytest.raises(st.InvalidVectorError, match="holds 64 NaN"):
+    with pytest.raises(st.errors.InvalidVectorError, match="holds 64 NaN"):
         SteeringVector.load(path)
 
 
@@ -238,13 +240,13 @@ def test_the_same_tensor_twice_in_a_set_is_fine(tmp_path):
 
 
 def test_duplicate_hooks_in_a_set_are_refused(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match=r"vectors 0 and 2 are both at hook 'blocks\.1\.hook_resid_pre'.*combine them first"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vectors 0 and 2 are both at hook 'blocks\.1\.hook_resid_pre'.*combine them first"):
         save_vectors([rand(64), rand(64, hook="blocks.0.hook_resid_pre"), rand(64, seed=1)], tmp_path / "s.safetensors")
     assert os.listdir(tmp_path) == []
 
 
 def test_bad_sets_are_refused(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match=r"vectors is empty"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vectors is empty"):
         save_vectors([], tmp_path / "s.safetensors")
 
 
@@ -263,9 +265,9 @@ def test_single_and_set_files_read_both_ways(tmp_path):
 def test_a_loaded_vector_from_another_model_is_refused(tiny, tiny_gpt2, tmp_path):
     v = st.actadd(tiny_gpt2, "Love", "Hate", layer=1)
     w = SteeringVector.load(v.save(tmp_path / "gpt2.safetensors"))
-    with pytest.raises(st.VectorMismatchError, match=r"comes from model 'tiny-gpt2' but is applied to 'tiny-llama'"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"comes from model 'tiny-gpt2' but is applied to 'tiny-llama'"):
         w.check_compatible(tiny)
-    with pytest.raises(st.VectorMismatchError, match=r"comes from model 'tiny-gpt2'"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"comes from model 'tiny-gpt2'"):
         with st.steer(tiny, w, coeff=1.0):
             pass
 
@@ -274,9 +276,9 @@ def test_a_loaded_vector_of_another_width_is_refused(tiny, tmp_path):
     narrow = tiny_model("llama", d_model=32)
     v = st.actadd(narrow, "Love", "Hate", layer=1)
     w = SteeringVector.load(v.save(tmp_path / "narrow.safetensors"))
-    with pytest.raises(st.VectorMismatchError, match=r"d_model=32 but model 'tiny-llama' has d_model=64"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"d_model=32 but model 'tiny-llama' has d_model=64"):
         w.check_compatible(tiny)
-    with pytest.raises(st.VectorMismatchError, match=r"cannot retarget the vector at blocks\.1\.hook_resid_pre \(d_model=32\) to model 'tiny-llama', whose d_model=64"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"cannot retarget the vector at blocks\.1\.hook_resid_pre \(d_model=32\) to model 'tiny-llama', whose d_model=64"):
         w.retarget(tiny)
 
 
@@ -295,7 +297,7 @@ def test_retarget_is_the_explicit_override(tiny, tiny_gpt2, tmp_path):
 
 def test_retarget_refuses_a_hook_the_model_lacks(tiny):
     v = rand(64, hook="blocks.5.hook_resid_pre", model="big")
-    with pytest.raises(st.VectorMismatchError, match=r"its hook 'blocks\.5\.hook_resid_pre' is not a hook point of model 'tiny-llama' \(2 layers\)"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"its hook 'blocks\.5\.hook_resid_pre' is not a hook point of model 'tiny-llama' \(2 layers\)"):
         v.retarget(tiny)
 
 
@@ -303,7 +305,7 @@ def test_retarget_takes_the_weight_mode_of_the_model(tmp_path):
     model = tiny_model("gpt2")  # own copy: compatibility mode rewrites the weights
     v = st.actadd(model, "ab", "cd", layer=1)
     model.enable_compatibility_mode()
-    with pytest.raises(st.VectorMismatchError, match=r"weight_mode='hf' but the model runs in 'compat'"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"weight_mode='hf' but the model runs in 'compat'"):
         v.check_compatible(model)
     w = v.retarget(model)
     assert w.weight_mode == "compat" and w.meta["retargeted_from"]["weight_mode"] == "hf"

@@ -1,12 +1,12 @@
 """Figures from tidy tables: traces, cell values, axes and the errors on malformed tables."""
 
-import math
 import warnings
 
 import pandas as pd
 import pytest
 
 import steering as st
+import steering.plots as plots
 import synthetic_tables as synth
 from steering.plots import (
     effect_heatmap,
@@ -14,7 +14,6 @@ from steering.plots import (
     lens_rank_figure,
     norm_figure,
     norm_layers_figure,
-    pareto_front,
     token_scores_figure,
     token_view_figure,
 )
@@ -71,11 +70,11 @@ def test_token_scores_splits_coefficients_of_a_shift_table():
 
 def test_token_scores_rejects_bad_tables():
     mixed = pd.concat([synth.token_scores("logit_lens"), synth.token_scores("logprob_shift")])
-    with pytest.raises(st.InvalidArgumentError, match=r"one source per table.*Fix: filter"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"one source per table.*Fix: filter"):
         token_scores_figure(mixed)
-    with pytest.raises(st.InvalidArgumentError, match="direction must be"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="direction must be"):
         token_scores_figure(synth.token_scores().assign(direction="up"))
-    with pytest.raises(st.InvalidArgumentError, match="max_groups must be a positive int, got 0"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="max_groups must be a positive int, got 0"):
         token_scores_figure(synth.token_scores(), max_groups=0)
 
 
@@ -105,7 +104,7 @@ def test_lens_rank_one_line_per_readout_when_several():
 
 
 def test_lens_rank_rejects_rank_zero():
-    with pytest.raises(st.InvalidArgumentError, match="rank must be ≥ 1"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="rank must be ≥ 1"):
         lens_rank_figure(synth.lens_ranks().assign(rank=0))
 
 
@@ -131,40 +130,18 @@ def test_effect_heatmap_cells_match_the_table():
 def test_effect_heatmap_other_metric_and_unknown_metric():
     heat = effect_heatmap(synth.effects(), metric="kl").data[0]
     assert heat.z[1][3] == pytest.approx(2 * synth.KL[(4, 10.0)])
-    with pytest.raises(st.InvalidArgumentError, match=r"'toxicity' is not in the table; available metrics: \['sentiment', 'kl'\]"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"'toxicity' is not in the table; available metrics: \['sentiment', 'kl'\]"):
         effect_heatmap(synth.effects(), metric="toxicity")
 
 
 def test_effect_heatmap_rejects_duplicate_cells():
     table = synth.effects()
-    with pytest.raises(st.InvalidArgumentError, match="several rows for layer 2, coeff 0.0"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="several rows for layer 2, coeff 0.0"):
         effect_heatmap(pd.concat([table, table.iloc[:1]]))
 
 
 # ---------------------------------------------------------------------------------------------
-# pareto_front and frontier_figure
-
-
-def test_pareto_front_hand_made_points():
-    points = pd.DataFrame(
-        {
-            "cost": [0.1, 0.1, 0.2, 0.3, 0.3, 0.5, 0.05, math.nan, 0.4],
-            "gain": [1.0, 0.8, 1.0, 2.0, 2.0, 1.5, 0.2, 9.0, 2.5],
-        },
-        index=list("abcdefghi"),
-    )
-    front = pareto_front(points, "cost", "gain")
-    assert front.dtype == bool and list(front.index) == list(points.index)
-    # b: same cost as a, lower gain; c: same gain as a, higher cost; f: d beats it; h: NaN cost
-    # d and e are identical (neither strictly dominates the other); g is the cheapest; i has the top gain
-    assert front[front].index.tolist() == ["a", "d", "e", "g", "i"]
-
-
-def test_pareto_front_single_point_empty_and_missing_column():
-    assert pareto_front(pd.DataFrame({"x": [1.0], "y": [2.0]}), "x", "y").tolist() == [True]
-    assert pareto_front(pd.DataFrame({"x": [], "y": []}), "x", "y").tolist() == []
-    with pytest.raises(st.InvalidArgumentError, match=r"column\(s\) \['z'\] not in the table"):
-        pareto_front(pd.DataFrame({"x": [1.0]}), "x", "z")
+# frontier_figure (pareto_front itself: tests/test_stats.py)
 
 
 def test_frontier_marks_exactly_the_pareto_cells():
@@ -182,10 +159,10 @@ def test_frontier_marks_exactly_the_pareto_cells():
 
 
 def test_frontier_errors_name_the_available_metrics():
-    with pytest.raises(st.InvalidArgumentError, match=r"metric 'ppl' is not in the table; available metrics"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"metric 'ppl' is not in the table; available metrics"):
         frontier_figure(synth.effects(), "sentiment", cost_metric="ppl")
     only_zero = synth.effects().query("coeff == 0")
-    with pytest.raises(st.InvalidArgumentError, match="no \\(layer, coeff ≠ 0\\) cell"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="no \\(layer, coeff ≠ 0\\) cell"):
         frontier_figure(only_zero, "sentiment")
 
 
@@ -206,7 +183,7 @@ def test_norm_layers_lines_per_position():
 
 def test_norm_layers_rejects_duplicates():
     table = synth.norm_layers()
-    with pytest.raises(st.InvalidArgumentError, match="several rows for layer 0, position 0"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="several rows for layer 0, position 0"):
         norm_layers_figure(pd.concat([table, table.iloc[:1]]))
 
 
@@ -258,11 +235,11 @@ def test_figures_use_the_white_template(name):
 @pytest.mark.parametrize("name", [n for n in FIGURES if n != "norm_figure"])
 def test_missing_column_is_named_with_a_fix(name):
     func, table, column = FIGURES[name]
-    with pytest.raises(st.InvalidArgumentError, match=rf"missing \['{column}'\].*Fix: "):
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"missing \['{column}'\].*Fix: "):
         func(table().drop(columns=[column]))
-    with pytest.raises(st.InvalidArgumentError, match="needs a pandas DataFrame"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="needs a pandas DataFrame"):
         func([{"layer": 1}])
-    with pytest.raises(st.InvalidArgumentError, match="empty table"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="empty table"):
         func(table().iloc[:0])
 
 
@@ -271,3 +248,13 @@ def test_token_scores_accepts_an_object_carrying_the_table():
         table = synth.token_scores(groups=((1, "sum"),), k=2)
 
     assert [list(t.x) for t in token_scores_figure(Result()).data] == [[2.0, 1.0], [-1.0, -2.0]]
+
+
+def test_the_package_re_exports_every_figure():
+    names = ["norm_figure", "norm_layers_figure", "token_scores_figure", "lens_rank_figure", "effect_heatmap",
+             "frontier_figure", "token_view_figure"]
+    assert sorted(plots.__all__) == sorted(names)
+    for name in names:
+        func = getattr(plots, name)
+        assert func.__module__.startswith("steering.plots.") and func.__name__ == name
+        assert func.__doc__ and ">>> " in func.__doc__

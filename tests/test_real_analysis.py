@@ -35,7 +35,7 @@ def test_gemma_plain_lens_reads_the_topic_only_at_the_ends(gemma):
 
 def test_gemma_effect_lens_promotes_wedding_words(gemma):
     vec = st.actadd(gemma, " wedding", " ", layer=6)
-    shift = st.logprob_shift(gemma, vec, st.NEUTRAL_TEXTS[:4], coeff=4.0, k=10)
+    shift = st.logprob_shift(gemma, vec, st.texts.NEUTRAL_TEXTS[:4], coeff=4.0, k=10)
     promoted = [t for t, _ in shift.promoted]
     # measured: ' nupt' +4.91, 'wedding' +4.88, ' newlyweds' +4.83, ' bride' +4.73, 'Bride', ' wedding', …
     assert sum(is_weddingish(t) or "wedding" in t.lower() or "brid" in t.lower() for t in promoted) >= 6, promoted
@@ -53,7 +53,7 @@ def test_kl_is_zero_at_zero_and_grows_for_small_coefficients(name, request):
     model = request.getfixturevalue(name)
     layer = 6 if name == "gemma" else 2
     vec = st.actadd(model, " weddings", "", layer=layer)
-    means = st.off_target_kl(model, vec, st.NEUTRAL_TEXTS[:4], coeffs=[0, 0.25, 0.5, 1, 2]).groupby("coeff")["kl"].mean()
+    means = st.off_target_kl(model, vec, st.texts.NEUTRAL_TEXTS[:4], coeffs=[0, 0.25, 0.5, 1, 2]).groupby("coeff")["kl"].mean()
     assert means[0.0] == 0.0
     assert means.is_monotonic_increasing and means[2.0] > means[0.25] > 0, means.tolist()
 

@@ -13,9 +13,10 @@ import pytest
 import torch
 
 import steering as st
-from steering.demo import mean_sentiment, wedding_fraction
-from steering.extract import tokenize_prompt
-from steering.generation import left_pad
+from steering.cli.demo import run_demo
+from steering.tokens import tokenize_prompt
+from steering.tokens import left_pad
+from steering.texts import mean_sentiment, topic_fraction
 
 pytestmark = pytest.mark.slow
 
@@ -30,7 +31,7 @@ def test_builtin_models_load_and_answer(name, layers, d_model, request):
     model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
     assert (model.cfg.n_layers, model.cfg.d_model) == (layers, d_model)
     assert model.cfg.model_name == name
-    assert any(row["name"] == name and row["cached"] for row in st.model_info())
+    assert any(row["name"] == name and row["cached"] for row in st.models.model_info())
     text = st.generate(model, "The capital of France is", None, max_new_tokens=8, do_sample=False)[0]
     assert "Paris" in text or "France" in text, text
 
@@ -53,7 +54,7 @@ def test_wedding_vector_steers_gemma_topic(gemma):
     kw = dict(max_new_tokens=30, n=16, seed=0)
     unsteered = st.generate(gemma, WEDDING_PROMPT, None, **kw)
     steered = st.generate(gemma, WEDDING_PROMPT, vec, coeff=10.0, **kw)
-    before, after = wedding_fraction(unsteered), wedding_fraction(steered)
+    before, after = topic_fraction(unsteered), topic_fraction(steered)
     print(f"wedding-word fraction: unsteered {before:.2f}, steered {after:.2f}")
     assert before <= 0.125
     assert after >= 0.5
@@ -102,8 +103,6 @@ def test_cli_reports_errors_cleanly():
 
 
 def test_demo_writes_html_page(tmp_path, capsys):
-    from steering.demo import run_demo
-
     out = tmp_path / "demo.html"
     result = run_demo("smollm2-135m", out=str(out), n=2, max_new_tokens=12, n_measure=2)
     page = out.read_text()
@@ -155,18 +154,13 @@ def test_ablating_the_sentiment_direction_neutralises_positive_text_on_gemma(gem
 def test_chunked_matmul_generates_torch_matmuls_tokens(name, request, monkeypatch):
     """The small-batch kernel changes speed, not text: greedy tokens equal torch's own matmuls.
 
-    Two twins of one model (same weight tensors), one per kernel; 4 prompts × 24 greedy tokens,
-    one at a time (bmm form) and as a batch of 4 (left-padded; matmul form).
+    The model's one twin under each kernel setting (the setting takes effect at the next use);
+    4 prompts × 24 greedy tokens, one at a time (bmm form) and as a batch of 4 (left-padded; matmul form).
     Measured: identical on both models (and 8/8 prompts × 64 tokens in benchmarks/bench.py).
     """
-    from steering.fast import _build
+    from steering._fast import linear_kernel, twin_for
 
     model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
-    twins = {}
-    for kernel in ("torch", "chunked"):
-        monkeypatch.setenv("STEERING_LINEAR", kernel)
-        twins[kernel] = _build(model.original_model)
-        assert twins[kernel]._steering_linear_kernel == kernel
     tok = model.tokenizer
     prompts = [WEDDING_PROMPT, "The weather this morning was", "She opened the box and found", "Our teacher said"]
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
@@ -175,8 +169,12 @@ def test_chunked_matmul_generates_torch_matmuls_tokens(name, request, monkeypatc
     for batch in batches:
         ids = [tokenize_prompt(model, p) for p in batch]
         tokens, mask = left_pad(ids, pad)
-        with torch.no_grad():
-            out = {k: t.generate(input_ids=tokens, attention_mask=mask, **kw) for k, t in twins.items()}
+        out = {}
+        for kernel in ("torch", "chunked"):
+            monkeypatch.setenv("STEERING_LINEAR", kernel)
+            assert linear_kernel(model) == kernel
+            with torch.no_grad():
+                out[kernel] = twin_for(model).generate(input_ids=tokens, attention_mask=mask, **kw)
         assert torch.equal(out["torch"], out["chunked"]), batch
 
 
@@ -188,16 +186,18 @@ def test_packed_weights_and_shared_rows_generate_the_same_tokens(name, request, 
     forward) vs ``STEERING_PACK=off``, and without sharing rows below the steered layer.
     Measured: identical on both models (also 32 rows in the benchmark).
     """
-    from steering.fast import _reorder_op, decoder_layers, linear_kernel, plain_model
+    from steering._fast import decoder_layers, linear_kernel
+    from steering._fast import twin_for as plain_model
+    from steering._fast.kernels import reorder_op
 
     model = request.getfixturevalue("gemma" if name.startswith("gemma") else "smollm")
-    if _reorder_op() is None or linear_kernel(model) != "chunked":
+    if reorder_op() is None or linear_kernel(model) != "chunked":
         pytest.skip("packing needs oneDNN and the chunked kernel (CPUs where it pays)")
     vec = st.actadd(model, " weddings", "", layer=model.cfg.n_layers // 3)
     prompts = [WEDDING_PROMPT, "The weather this morning was", "She opened the box and found", "Our teacher said"]
     head = max((m for m in plain_model(model).modules() if isinstance(m, torch.nn.Linear)), key=lambda m: m.weight.numel())
     seen, first_layer = [], []
-    handle = head.register_forward_pre_hook(lambda m, a: seen.append("_packed" in m.__dict__))
+    handle = head.register_forward_pre_hook(lambda m, a: seen.append(m.packed is not None))
     rows_hook = decoder_layers(plain_model(model))[0].register_forward_hook(  # rows layer 0 computed per call
         lambda m, a, out: first_layer.append(int((out[0] if isinstance(out, tuple) else out).shape[0])))
     texts = {}
@@ -214,7 +214,7 @@ def test_packed_weights_and_shared_rows_generate_the_same_tokens(name, request, 
         # and without sharing rows below the steered layer across the two coefficients' blocks
         import steering.generation as gen
 
-        monkeypatch.setattr(gen, "_repeat_block", lambda rows: None)
+        monkeypatch.setattr(gen, "repeat_block", lambda rows: None)
         texts["unshared"] = st.generate(model, prompts, vec, coeff=[0.0, 6.0], max_new_tokens=32, do_sample=False,
                                         stop_at_eos=False, progress=False)
     finally:

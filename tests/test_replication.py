@@ -22,7 +22,7 @@ def _rows(name):
 def test_corpus_bins_and_cloze_items():
     corpus = _rows("wedding_corpus.csv")
     assert len(corpus) >= 300 and len({r["text"] for r in corpus}) == len(corpus)
-    words = re.compile(r"\b(" + "|".join(st.WEDDING_WORDS) + r")\b", re.IGNORECASE)
+    words = re.compile(r"\b(" + "|".join(st.texts.WEDDING_WORDS) + r")\b", re.IGNORECASE)
     bins = {}
     for r in corpus:
         bins.setdefault(r["bin"], []).append(len(words.findall(r["text"])))

@@ -1,9 +1,11 @@
-"""The HTML report: content, escaping, atomic writes, and (in headless Chromium) that every figure renders."""
+"""The HTML report: content, escaping, atomic writes, the standard report (``steer report``), and (in headless
+Chromium) that every figure renders."""
 
 import os
 import re
 import shutil
 import subprocess
+import warnings
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -14,7 +16,8 @@ import pytest
 import steering as st
 import synthetic_tables as synth
 from steering import plots
-from steering.report import ReportSection, _render_html, write_report
+from steering.report import ReportSection, render_html, write_report
+from steering.report.standard import analysis_report, default_targets
 
 
 def all_figure_sections() -> list:
@@ -93,7 +96,7 @@ def test_text_and_tables_are_escaped_and_truncated(page):
 def test_figure_text_cannot_close_the_script():
     evil = "</script><script>alert(1)</script>"
     fig = go.Figure(go.Scatter(y=[1, 2], text=[evil, "<!--"]))
-    html = _render_html([ReportSection("Evil", figure=fig, table=pd.DataFrame({"t": [evil]}))])
+    html = render_html([ReportSection("Evil", figure=fig, table=pd.DataFrame({"t": [evil]}))])
     assert evil not in html and "<!--" not in html.split("</style>", 1)[1].replace(_plotly_js(), "")
     assert "&lt;/script&gt;&lt;script&gt;alert(1)&lt;/script&gt;" in html  # the table cell, escaped
 
@@ -105,7 +108,7 @@ def _plotly_js() -> str:
 
 
 def test_no_figures_no_bundle():
-    html = _render_html([ReportSection("Only text", "hello")])
+    html = render_html([ReportSection("Only text", "hello")])
     assert "Plotly.newPlot" in html  # the (empty) drawing script is still there
     assert _plotly_js()[:300] not in html
 
@@ -147,21 +150,63 @@ def test_overwrites_and_is_readable_by_others(tmp_path):
 
 
 def test_bad_arguments(tmp_path):
-    with pytest.raises(st.InvalidArgumentError, match="every section must be a ReportSection; got \\['str'\\]"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="every section must be a ReportSection; got \\['str'\\]"):
         write_report(tmp_path / "r.html", ["text"])
-    with pytest.raises(st.InvalidArgumentError, match="sections must be a list of ReportSection"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="sections must be a list of ReportSection"):
         write_report(tmp_path / "r.html", ReportSection("A"))
-    with pytest.raises(st.InvalidArgumentError, match="meta must be a mapping"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="meta must be a mapping"):
         write_report(tmp_path / "r.html", [], meta=[("model", "x")])
-    with pytest.raises(st.InvalidArgumentError, match="is a folder"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="is a folder"):
         write_report(tmp_path, [])
-    with pytest.raises(st.InvalidArgumentError, match="figure must be a plotly Figure or None, got dict"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="figure must be a plotly Figure or None, got dict"):
         ReportSection("A", figure={"data": []})
-    with pytest.raises(st.InvalidArgumentError, match="table must be a pandas DataFrame"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="table must be a pandas DataFrame"):
         ReportSection("A", table=[[1, 2]])
-    with pytest.raises(st.InvalidArgumentError, match="max_rows must be a positive int"):
+    with pytest.raises(st.errors.InvalidArgumentError, match="max_rows must be a positive int"):
         ReportSection("A", max_rows=0)
     assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------------------------------------
+# The standard report (steer report)
+
+
+def test_standard_report_has_every_section(any_tiny, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.SteeringWarning)
+        info = analysis_report(any_tiny, "love", "hate", out=tmp_path / "r.html", layers="all", coeffs=[2, 4],
+                               prompts=["I think that", "we will go to"], kl_prompts=["the cat sat on the mat",
+                                                                                      "numbers 1 2 3 4 5 6"],
+                               max_new_tokens=4)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert info["path"] == tmp_path / "r.html"
+    assert info["figures"] == 7 and page.count('class="steering-figure"') == 7
+    for heading in ("Effect size per layer", "Effect vs off-target KL", "Vector norm vs residual norm",
+                    "Plain logit lens", "Logit lens of the vector at layer", "Effect lens at layer",
+                    "Completions, token by token", "Off-target KL by coefficient"):
+        assert heading in page
+    assert info["best"]["layer"] in (0, 1) and info["best"]["coeff"] in (2.0, 4.0)
+    assert list(info["seconds"]) == ["sweep", "lenses", "completions"]
+    assert set(info["effects"]["metric"]) == {"target logprob", "kl"}
+    meta = re.search(r'<table class="meta">(.*?)</table>', page, re.DOTALL).group(1)
+    assert "<th>coefficients</th><td>0, 2, 4</td>" in meta
+    assert "<th>prompts</th><td>I think that; we will go to</td>" in meta
+    assert "steering-lens report: &#x27;love&#x27; − &#x27;hate&#x27;" in page
+
+
+def test_default_targets():
+    assert default_targets(" weddings") == [" weddings", "weddings"]
+    assert default_targets("Love") == [" Love", "Love", " love", "love"]
+    assert default_targets("love you") == [" love", "love"]
+    with pytest.raises(st.errors.InvalidArgumentError, match="has no word to use as a target"):
+        default_targets("  ")
+
+
+def test_standard_report_needs_a_nonzero_coefficient(any_tiny, tmp_path):
+    with pytest.raises(st.errors.InvalidArgumentError, match="the sweep produced no effect sizes"):
+        analysis_report(any_tiny, "love", "hate", out=tmp_path / "r.html", layers=[0], coeffs=[0],
+                        prompts=["I think that", "we will go to"], kl_prompts=["a quiet day in town"])
+    assert not (tmp_path / "r.html").exists()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -257,7 +302,7 @@ def test_every_figure_renders_in_chromium(tmp_path):
 def test_chromium_check_catches_broken_pages(tmp_path):
     """The same check fails on a page with a throwing script and a figure whose spec is corrupt."""
     browser = _browser()
-    page = _render_html(all_figure_sections(), extra_scripts=("throw new Error('deliberate failure');",))
+    page = render_html(all_figure_sections(), extra_scripts=("throw new Error('deliberate failure');",))
     spec_start = '<script type="application/json" id="steering-figure-2-spec">'
     assert spec_start in page
     page = page.replace(spec_start, spec_start + "{not json")  # figure 2 cannot be parsed
@@ -274,10 +319,6 @@ def test_chromium_check_catches_broken_pages(tmp_path):
 
 def test_steer_report_page_renders_in_chromium(tmp_path, any_tiny):
     """A page written by the real analysis pipeline (tiny model) renders every figure with no JS errors."""
-    import warnings
-
-    from steering.analysis_report import analysis_report
-
     browser = _browser()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", st.SteeringWarning)

@@ -17,7 +17,7 @@ def test_checks_are_configured_for_the_package(pytestconfig):
 
 
 def test_wrong_argument_type_is_caught():
-    from steering.generation import left_pad
+    from steering.tokens import left_pad
 
     # unchecked, this quietly returns a batch padded with 0.5 truncated to 0
     with pytest.raises(TypeCheckError, match=r"left_pad"):
@@ -25,30 +25,30 @@ def test_wrong_argument_type_is_caught():
 
 
 def test_correct_call_passes():
-    from steering.generation import left_pad
+    from steering.tokens import left_pad
 
     tokens, mask = left_pad([torch.tensor([1, 5]), torch.tensor([1, 6, 7])], pad_id=0)
     assert tokens.tolist() == [[0, 1, 5], [1, 6, 7]] and mask.tolist() == [[0, 1, 1], [1, 1, 1]]
 
 
 def test_inconsistent_dimensions_are_caught():
-    from steering.apply import _CallContext
+    from steering.placement import Span
 
     first_real = torch.zeros(2, dtype=torch.long)  # " batch" = 2
     real_mask = torch.ones(3, 5, dtype=torch.long)  # "batch seq" with batch = 3
     with pytest.raises(TypeCheckError, match=r"batch"):
-        _CallContext(batch=2, seq=5, start=0, first_real=first_real, real_mask=real_mask)
-    _CallContext(batch=3, seq=5, start=0, first_real=torch.zeros(3, dtype=torch.long), real_mask=real_mask)
+        Span(batch=2, seq=5, start=0, first_real=first_real, real_mask=real_mask)
+    Span(batch=3, seq=5, start=0, first_real=torch.zeros(3, dtype=torch.long), real_mask=real_mask)
 
 
-def test_wrong_rank_is_caught(tiny):
-    from steering.apply import _Steerer, _Tracker
+def test_wrong_rank_is_caught():
+    from steering.placement import Rule, Span, apply_rule, placement
 
-    vec = st.actadd(tiny, "ab", "cd", layer=0)
-    steerer = _Steerer(vec, 1.0, "front", "truncate", _Tracker(), None)
-    assert steerer(torch.zeros(1, 4, 64)).shape == (1, 4, 64)
-    with pytest.raises(TypeCheckError, match=r"batch pos d_model"):
-        steerer(torch.zeros(4, 64))  # a residual without its batch axis
+    mask, index = placement("all", None, Span.whole(1, 4))
+    direction = torch.ones(64)
+    assert apply_rule(torch.zeros(1, 4, 64), Rule("all"), direction, mask, index, 1.0).shape == (1, 4, 64)
+    with pytest.raises(TypeCheckError, match=r"batch seq d_model"):
+        apply_rule(torch.zeros(4, 64), Rule("all"), direction, mask, index, 1.0)  # a residual without its batch axis
 
 
 def test_wrong_dtype_is_caught():
@@ -61,7 +61,7 @@ def test_the_checker_is_beartype():
     """Plain (non-array) annotations are checked by beartype, as named in the pytest options."""
     from beartype.roar import BeartypeException
 
-    from steering.generation import left_pad
+    from steering.tokens import left_pad
 
     with pytest.raises(TypeCheckError) as info:
         left_pad([torch.tensor([1, 5])], pad_id="0")

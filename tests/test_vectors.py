@@ -98,9 +98,9 @@ def test_different_lengths_are_zero_padded_at_the_end():
 @pytest.mark.parametrize("op", ["+", "-"])
 def test_mixing_incompatible_vectors_is_refused(other, match, op):
     a, b = rand(3, 8), other()
-    with pytest.raises(st.VectorMismatchError, match=match):
+    with pytest.raises(st.errors.VectorMismatchError, match=match):
         _ = a + b if op == "+" else a - b
-    with pytest.raises(st.VectorMismatchError):
+    with pytest.raises(st.errors.VectorMismatchError):
         _ = b + a if op == "+" else b - a
 
 
@@ -110,19 +110,19 @@ def test_unknown_model_name_combines_with_a_known_one():
 
 
 def test_adding_a_non_vector_is_refused():
-    with pytest.raises((st.InvalidArgumentError, TypeCheckError)):
+    with pytest.raises((st.errors.InvalidArgumentError, TypeCheckError)):
         _ = rand(3, 8) + torch.ones(3, 8)
 
 
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), True])
 def test_multiplying_by_a_non_finite_or_non_number_is_refused(bad):
-    with pytest.raises(st.InvalidArgumentError, match=r"cannot multiply a SteeringVector by .*allowed: a finite int or float"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"cannot multiply a SteeringVector by .*allowed: a finite int or float"):
         _ = rand(3, 8) * bad
 
 
 @pytest.mark.parametrize("zero", [0, 0.0])
 def test_division_by_zero_is_refused(zero):
-    with pytest.raises(st.InvalidArgumentError, match=r"cannot divide a SteeringVector by 0"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"cannot divide a SteeringVector by 0"):
         _ = rand(3, 8) / zero
 
 
@@ -154,7 +154,7 @@ def test_direction_of_a_direction_is_itself():
 
 
 def test_unknown_reduction_is_refused():
-    with pytest.raises(st.InvalidArgumentError, match=r"reduce='max'; allowed: 'sum', 'mean', 'last'"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"reduce='max'; allowed: 'sum', 'mean', 'last'"):
         rand(3, 8).direction("max")
 
 
@@ -177,7 +177,7 @@ def test_cosine_similarity_of_per_position_vectors_uses_the_reduction():
 
 
 def test_cosine_similarity_refuses_other_widths():
-    with pytest.raises(st.VectorMismatchError, match=r"d_model 8 and 16"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"d_model 8 and 16"):
         rand(8).cosine_similarity(rand(16))
 
 
@@ -192,7 +192,7 @@ def test_to_dtype_keeps_metadata(dtype):
 
 
 def test_to_half_that_overflows_is_refused():
-    with pytest.raises(st.InvalidVectorError, match=r"Inf"):
+    with pytest.raises(st.errors.InvalidVectorError, match=r"Inf"):
         vec([1e6, 0.0]).to(torch.float16)
 
 
@@ -249,7 +249,7 @@ def test_repr_html_of_a_direction_has_no_position_table():
 def test_nan_and_inf_are_rejected(value, n_nan, n_inf):
     t = torch.zeros(3, 4)
     t[2, 1] = value
-    with pytest.raises(st.InvalidVectorError, match=rf"{HOOK} holds {n_nan} NaN and {n_inf} Inf value\(s\) \(first at index \(2, 1\)\); allowed: finite values only\. Fix:"):
+    with pytest.raises(st.errors.InvalidVectorError, match=rf"{HOOK} holds {n_nan} NaN and {n_inf} Inf value\(s\) \(first at index \(2, 1\)\); allowed: finite values only\. Fix:"):
         vec(t)
 
 
@@ -257,13 +257,13 @@ def test_check_finite_catches_later_corruption():
     v = rand(3, 8)
     assert v.check_finite() is v
     v.tensor[1, 1] = float("nan")
-    with pytest.raises(st.InvalidVectorError, match="1 NaN"):
+    with pytest.raises(st.errors.InvalidVectorError, match="1 NaN"):
         v.check_finite()
 
 
 @pytest.mark.parametrize("shape", [(0,), (3, 0), (0, 8)])
 def test_empty_tensors_are_rejected(shape):
-    with pytest.raises(st.InvalidVectorError, match=r"allowed: \[d_model\] \(a direction\) or \[pos, d_model\]"):
+    with pytest.raises(st.errors.InvalidVectorError, match=r"allowed: \[d_model\] \(a direction\) or \[pos, d_model\]"):
         vec(torch.zeros(shape))
 
 
@@ -274,7 +274,7 @@ def test_empty_tensors_are_rejected(shape):
 )
 def test_bad_shapes_dtypes_and_types_are_rejected(tensor):
     # Under pytest the jaxtyping annotation catches these first; without it, __post_init__ does.
-    with pytest.raises((st.InvalidVectorError, TypeCheckError)):
+    with pytest.raises((st.errors.InvalidVectorError, TypeCheckError)):
         SteeringVector(tensor, hook_name=HOOK)
 
 
@@ -292,12 +292,12 @@ def test_validation_messages(tensor, match):
     """The production-time messages (__post_init__), checked without the runtime type checker in front."""
     v = object.__new__(SteeringVector)
     v.tensor, v.hook_name, v.weight_mode = tensor, HOOK, "hf"
-    with pytest.raises(st.InvalidVectorError, match=match):
+    with pytest.raises(st.errors.InvalidVectorError, match=match):
         v.__post_init__()
 
 
-def test_unknown_weight_mode_is_refused():
-    with pytest.raises(st.InvalidArgumentError, match=r"weight_mode='folded'; allowed: 'hf' or 'compat'"):
+def test_unknown_weight_mode_is_refused(untyped):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"weight_mode='folded'; allowed: 'hf' or 'compat'"):
         rand(3, 8, weight_mode="folded")
 
 
@@ -308,19 +308,19 @@ def test_check_compatible_accepts_a_vector_of_the_model(tiny):
 
 
 def test_check_compatible_refuses_another_width(tiny):
-    with pytest.raises(st.VectorMismatchError, match=r"d_model=8 but model 'tiny-llama' has d_model=64"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"d_model=8 but model 'tiny-llama' has d_model=64"):
         rand(3, 8, model="tiny-llama").check_compatible(tiny)
 
 
 def test_check_compatible_refuses_another_model(tiny, tiny_gpt2):
     v = st.actadd(tiny_gpt2, "a", "b", layer=0)
-    with pytest.raises(st.VectorMismatchError, match=r"comes from model 'tiny-gpt2' but is applied to 'tiny-llama'.*vec\.model_name = model\.cfg\.model_name"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"comes from model 'tiny-gpt2' but is applied to 'tiny-llama'.*vec\.model_name = model\.cfg\.model_name"):
         v.check_compatible(tiny)
 
 
 def test_check_compatible_refuses_an_unknown_hook(tiny):
     v = SteeringVector(torch.zeros(64), hook_name="blocks.7.hook_resid_pre", model_name="tiny-llama")
-    with pytest.raises(st.VectorMismatchError, match=r"hook 'blocks\.7\.hook_resid_pre' is not a hook point of model 'tiny-llama'"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"hook 'blocks\.7\.hook_resid_pre' is not a hook point of model 'tiny-llama'"):
         v.check_compatible(tiny)
 
 
@@ -331,7 +331,7 @@ def test_check_compatible_refuses_another_weight_mode():
     v = st.actadd(model, "ab", "cd", layer=1)
     assert v.weight_mode == "hf"
     model.enable_compatibility_mode()
-    with pytest.raises(st.VectorMismatchError, match=r"weight_mode='hf' but the model runs in 'compat'"):
+    with pytest.raises(st.errors.VectorMismatchError, match=r"weight_mode='hf' but the model runs in 'compat'"):
         v.check_compatible(model)
     w = st.actadd(model, "ab", "cd", layer=1)
     assert w.weight_mode == "compat"

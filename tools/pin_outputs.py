@@ -28,10 +28,10 @@ SETTINGS = {
 PROMPTS = ["I went up to my friend and said", "The weather today"]
 
 
-def outputs(name: str) -> dict:
+def outputs(name: str, model=None) -> dict:
     """Every pinned output of one model (texts exactly; numbers rounded to 4 decimals)."""
     cfg = SETTINGS[name]
-    model = st.load_model(name, device="cpu")
+    model = model if model is not None else st.load_model(name, device="cpu")
     vec = st.actadd(model, cfg["pos"], cfg["neg"], layer=cfg["layer"])
     mid = st.actadd(model, cfg["pos"], cfg["neg"], layer=cfg["layer"], hook="resid_mid")
     c = cfg["coeff"]

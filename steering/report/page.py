@@ -19,7 +19,6 @@ Example:
     (1, True)
 """
 
-import contextlib
 import dataclasses
 import datetime
 import html
@@ -27,12 +26,14 @@ import json
 import os
 import pathlib
 import re
-import tempfile
+from collections.abc import Mapping
 from typing import Any, Optional, Union
 
-from .errors import InvalidArgumentError
+from .. import __version__
+from ..errors import InvalidArgumentError
+from ..files import write_text_atomic
 
-__all__ = ["ReportSection", "write_report"]
+__all__ = ["ReportSection", "write_report", "render_html"]
 
 
 @dataclasses.dataclass
@@ -108,28 +109,15 @@ def write_report(
         >>> "<p>a</p>" in page and "<p>b</p>" in page and "https://cdn" not in page
         True
     """
-    page = _render_html(sections, title=title, meta=meta)
+    page = render_html(sections, title=title, meta=meta)
     target = pathlib.Path(path)
     if target.is_dir():
         raise InvalidArgumentError(f"write_report: {str(target)!r} is a folder. Fix: pass a file path such as report.html.")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(page)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; a report is an ordinary file
-        os.replace(tmp, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return target
+    return write_text_atomic(target, page, parents=True)
 
 
 # ---------------------------------------------------------------------------------------------
-# Rendering (private; tests call _render_html directly to inject a failing script)
+# Rendering
 
 _CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; max-width: 1100px; margin: 2em auto;
@@ -248,8 +236,6 @@ def _html_table(table: Any, max_rows: int) -> str:
 
 
 def _meta_table(meta: Any) -> str:
-    from . import __version__
-
     items = dict(meta or {})
     items.setdefault("generated", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"))
     items.setdefault("steering-lens", __version__)
@@ -260,11 +246,8 @@ def _meta_table(meta: Any) -> str:
     return f'<table class="meta">{"".join(rows)}</table>'
 
 
-def _render_html(sections: Any, title: str = "steering-lens report", meta: Any = None,
-                 extra_scripts: tuple = ()) -> str:
-    """The page as a string. ``extra_scripts`` (tests only) are inline scripts appended at the end."""
-    from collections.abc import Mapping
-
+def _check_page_args(sections: Any, meta: Any) -> list:
+    """``sections`` as a list, after checking it and ``meta``."""
     if isinstance(sections, (str, bytes)) or not hasattr(sections, "__iter__"):
         raise InvalidArgumentError(
             f"write_report: sections must be a list of ReportSection, got {type(sections).__name__}. "
@@ -282,7 +265,44 @@ def _render_html(sections: Any, title: str = "steering-lens report", meta: Any =
             f"write_report: meta must be a mapping (e.g. a dict) or None, got {type(meta).__name__}. "
             "Fix: pass meta={'model': 'gemma3-270m', ...}."
         )
-    has_figures = any(s.figure is not None for s in sections)
+    return sections
+
+
+def _section_html(i: int, section: ReportSection, fig_id: Optional[str]) -> str:
+    """One ``<section>``: heading, paragraphs, the figure's div and JSON spec, the table."""
+    parts = [f'<section id="section-{i}"><h2>{html.escape(section.title)}</h2>', _paragraphs(section.text)]
+    if section.figure is not None:
+        parts.append(f'<div class="steering-figure" id="{fig_id}"></div>')
+        parts.append(_script(_json_for_script(section.figure.to_json()), type="application/json", id=f"{fig_id}-spec"))
+    if section.table is not None:
+        parts.append(_html_table(section.table, section.max_rows))
+    parts.append("</section>")
+    return "".join(parts)
+
+
+def render_html(sections: Any, title: str = "steering-lens report", meta: Any = None,
+                extra_scripts: tuple = ()) -> str:
+    """The page :func:`write_report` writes, as a string.
+
+    Args:
+        sections: A list of :class:`ReportSection`, in page order.
+        title: The page title and top heading.
+        meta: A mapping shown in the "Settings" block, or ``None``.
+        extra_scripts: Inline scripts appended at the end of the page (for tests that check the
+            page's error capture with a failing script).
+
+    Returns:
+        The HTML text.
+
+    Raises:
+        InvalidArgumentError: As :func:`write_report`.
+
+    Example:
+        >>> page = render_html([ReportSection("Notes", "hello")], title="Mine")
+        >>> "<title>Mine</title>" in page, '<pre id="steering-js-errors"></pre>' in page
+        (True, True)
+    """
+    sections = _check_page_args(sections, meta)
     head = [
         '<meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -290,7 +310,7 @@ def _render_html(sections: Any, title: str = "steering-lens report", meta: Any =
         f"<style>{_CSS}</style>",
         _script(_ERROR_SCRIPT),
     ]
-    if has_figures:
+    if any(s.figure is not None for s in sections):
         from plotly.offline import get_plotlyjs
 
         head.append(_script(get_plotlyjs()))
@@ -306,16 +326,11 @@ def _render_html(sections: Any, title: str = "steering-lens report", meta: Any =
         body.append(f'<nav class="toc"><h2>Contents</h2><ol>{toc}</ol></nav>')
     n_figure = 0
     for i, section in enumerate(sections, start=1):
-        parts = [f'<section id="section-{i}"><h2>{html.escape(section.title)}</h2>', _paragraphs(section.text)]
+        fig_id = None
         if section.figure is not None:
             n_figure += 1
             fig_id = f"steering-figure-{n_figure}"
-            parts.append(f'<div class="steering-figure" id="{fig_id}"></div>')
-            parts.append(_script(_json_for_script(section.figure.to_json()), type="application/json", id=f"{fig_id}-spec"))
-        if section.table is not None:
-            parts.append(_html_table(section.table, section.max_rows))
-        parts.append("</section>")
-        body.append("".join(parts))
+        body.append(_section_html(i, section, fig_id))
     body.append(_script(_DRAW_SCRIPT % json.dumps(_PLOTLY_CONFIG)))
     body.extend(_script(code) for code in extra_scripts)
     return (

@@ -1,0 +1,133 @@
+"""The placement rule (steering.placement) and the three places that use it agree.
+
+Property tests on random settings (prompt lengths, left padding, vector lengths, positions,
+coefficients): what the hooks actually add, what the resumed sweep adds, and what the
+metrics mask are all what ``placement`` says.
+"""
+
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
+
+import steering as st
+from steering.apply import attached
+from steering.backends import resolve
+from steering.errors import InvalidArgumentError
+from steering.placement import Rule, Span, addition, apply_rule, make_rule, masked_prefix, past_span, placement
+from steering.tokens import fill_id, left_pad
+from steering.vectors import SteeringVector
+
+LETTERS = "abcdefghij"
+# short prompts are truncated with a SteeringWarning (tested in test_apply.py); here only the values matter
+pytestmark = pytest.mark.filterwarnings("ignore::steering.errors.SteeringWarning")
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def _vector(model, n_pos, seed=0, layer=1):
+    g = torch.Generator().manual_seed(seed)
+    tensor = torch.randn(n_pos, model.cfg.d_model, generator=g)
+    return SteeringVector(tensor, hook_name=f"blocks.{layer}.hook_resid_pre", model_name=model.cfg.model_name)
+
+
+def _added(model, vec, coeff, tokens, mask, positions=None):
+    """What the bridge's hooks add at the vector's hook point for a (left-padded) batch."""
+    seen = []
+
+    def capture(x, hook):
+        seen.append(x.detach().clone())
+
+    target = resolve(model, [vec], "bridge")
+    point = model.hook_dict[vec.hook_name]
+    with torch.no_grad():
+        with model.hooks(fwd_hooks=[(vec.hook_name, capture)]):
+            target.module(input_ids=tokens, attention_mask=mask)
+        with attached(target, vec, coeff, positions=positions):
+            handle = point.add_hook(capture, dir="fwd")  # after ours: sees the steered residual
+            try:
+                target.module(input_ids=tokens, attention_mask=mask)
+            finally:
+                handle.hook.remove()
+                point.fwd_hooks.remove(handle)
+    return seen[1] - seen[0]
+
+
+@FAST
+@given(lengths=hs.lists(hs.integers(1, 8), min_size=1, max_size=4), n_pos=hs.integers(1, 6),
+       coeff=hs.floats(0.5, 4.0))
+def test_hooks_add_exactly_where_placement_says(tiny, lengths, n_pos, coeff):
+    vec = _vector(tiny, n_pos)
+    seqs = [torch.tensor([1] + [4 + i for i in range(n)]) for n in lengths]  # BOS + n letters
+    tokens, mask = left_pad(seqs, fill_id(tiny))
+    delta = _added(tiny, vec, coeff, tokens, mask)
+    where, index = placement("front", n_pos, Span.from_mask(mask), mask.sum(dim=1))
+    expected = addition(coeff * vec.tensor, where, index)
+    torch.testing.assert_close(delta, expected, atol=1e-4, rtol=1e-4)
+    assert st.active_hooks(tiny) == 0
+
+
+@FAST
+@given(length=hs.integers(2, 9), n_pos=hs.integers(1, 8), direction=hs.booleans())
+def test_metrics_mask_what_the_hooks_steer(tiny, length, n_pos, direction):
+    vec = _vector(tiny, n_pos)
+    if direction:
+        vec = vec.direction("sum")
+    tokens = torch.tensor([[1] + [4 + i for i in range(length - 1)]])
+    delta = _added(tiny, vec, 2.0, tokens, torch.ones_like(tokens))
+    steered = delta[0].abs().amax(dim=-1) > 0  # [pos]
+    masked = masked_prefix(vec, length)
+    if direction:  # steered everywhere: nothing left unsteered to compare, nothing masked
+        assert bool(steered.all()) and masked == 0
+    else:  # exactly the leading `masked` positions are steered
+        assert steered.tolist() == [i < masked for i in range(length)]
+
+
+@FAST
+@given(lengths=hs.lists(hs.integers(1, 7), min_size=2, max_size=4), n_pos=hs.integers(1, 5))
+def test_resumed_sweep_equals_full_passes(tiny, lengths, n_pos):
+    """The sweep's resumed forward (placement evaluated on the left-padded prompt pass) matches hooked passes."""
+    prompts = [LETTERS[:n] for n in lengths]
+    pos = "klmnopq"[: n_pos - 1] if n_pos > 1 else ""
+    kwargs = dict(layers=[1], coeffs=[0, 3.0], metrics=[st.Metric("logprob", targets=["a", "b"])], progress=False)
+    resumed = st.sweep(tiny, pos or "k", "", prompts, reuse=True, **kwargs)
+    full = st.sweep(tiny, pos or "k", "", prompts, reuse=False, **kwargs)
+    torch.testing.assert_close(torch.tensor(resumed["value"].values), torch.tensor(full["value"].values),
+                               atol=2e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("positions, expect", [
+    ("front", [[0, 1, 1, 0, 0]]),
+    ("all", [[0, 1, 1, 1, 1]]),
+    ("prompt", [[0, 1, 1, 1, 0]]),
+    ("generated", [[0, 0, 0, 0, 1]]),
+])
+def test_placement_rules_on_a_padded_row(positions, expect):
+    span = Span.from_mask(torch.tensor([[0, 1, 1, 1, 1]]))
+    mask, index = placement(positions, 2 if positions == "front" else None, span, torch.tensor([3]))
+    assert mask.int().tolist() == expect
+    assert index.tolist() == [[-1, 0, 1, 2, 3]]
+
+
+def test_decode_steps_past_the_span_are_skipped():
+    step = Span(2, 1, 6, torch.tensor([0, 2]), None)  # one new token at absolute position 6
+    assert past_span("front", 4, step, None)  # the padded row is at index 4 >= 4
+    assert not past_span("front", 5, step, None)
+    assert past_span("prompt", None, step, torch.tensor([3, 4]))
+    assert not past_span("all", None, step, None)
+
+
+def test_apply_rule_per_row_coefficients():
+    resid = torch.zeros(2, 1, 2)
+    mask, index = placement("all", None, Span.whole(2, 1))
+    out = apply_rule(resid, Rule("all"), torch.tensor([1.0, 2.0]), mask, index, torch.tensor([0.0, 3.0]))
+    assert out[:, 0].tolist() == [[0.0, 0.0], [3.0, 6.0]]
+
+
+def test_make_rule_defaults_and_refusals(tiny):
+    vec = _vector(tiny, 3)
+    assert make_rule(vec).positions == "front"
+    assert make_rule(vec.direction()).positions == "all"
+    with pytest.raises(InvalidArgumentError, match=r"positions='all' adds one direction everywhere"):
+        make_rule(vec, "all")
+    with pytest.raises(InvalidArgumentError, match=r"op='clamp' needs value="):
+        make_rule(vec.direction(), op="clamp")
