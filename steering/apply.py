@@ -164,8 +164,9 @@ class _Steerer:
             )
 
 
-def _plan(model: Any, vector: Any, coeff: Any, positions: Optional[Positions], op: Operator, value: Any,
-          short_prompt: ShortPrompt) -> tuple[Union[float, Tensor], list[tuple[SteeringVector, Rule]]]:
+def _plan(model: Any, vector: Any, coeff: Any, positions: Optional[Positions] = None, op: Operator = "add",
+          value: Any = None, short_prompt: ShortPrompt = "truncate",
+          ) -> tuple[Union[float, Tensor], list[tuple[SteeringVector, Rule]]]:
     """Validate everything before any hook is attached: vectors, coefficient(s), options, then each vector."""
     vectors = vector_list(vector)
     coeff = check_coeffs(coeff)
@@ -184,11 +185,8 @@ def attached(
     vector: Union[SteeringVector, Sequence[SteeringVector]],
     coeff: Any = 1.0,
     *,
-    positions: Optional[Positions] = None,
-    op: Operator = "add",
-    value: Any = None,
-    short_prompt: ShortPrompt = "truncate",
     prompt_lengths: Optional[Int[Tensor, " batch"]] = None,
+    **rule: Any,
 ) -> Iterator[None]:
     """Steer every call of ``target.module`` inside the block (the engines' form of :func:`steer`).
 
@@ -196,19 +194,16 @@ def attached(
         target: A resolved backend (:func:`steering.backends.resolve`).
         vector: A vector or a list of them.
         coeff: A coefficient, or one per batch row.
-        positions: See :mod:`steering.placement`.
-        op: ``"add"``, ``"ablate"`` or ``"clamp"``.
-        value: The projection ``"clamp"`` sets.
-        short_prompt: ``"truncate"`` or ``"error"``.
         prompt_lengths: Real prompt tokens per batch row (generation knows them; without them the
             prompt pass's own mask says).
+        **rule: ``positions``, ``op``, ``value``, ``short_prompt``, as in :func:`steer`.
 
     Example:
-        >>> import steering as st
+        >>> from steering import actadd
         >>> from steering.backends import resolve
         >>> from steering.testing import tiny_model
         >>> model = tiny_model()
-        >>> vec = st.actadd(model, "a", "b", layer=1)
+        >>> vec = actadd(model, "a", "b", layer=1)
         >>> target = resolve(model, [vec])
         >>> with attached(target, vec, 2.0):
         ...     _ = target.module(input_ids=model.to_tokens("abc"))
@@ -216,7 +211,7 @@ def attached(
         0
     """
     model = target.model
-    coeff, plan = _plan(model, vector, coeff, positions, op, value, short_prompt)
+    coeff, plan = _plan(model, vector, coeff, **rule)
     tracker = _Tracker()
     removers = []
     try:

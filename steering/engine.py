@@ -24,7 +24,7 @@ Example:
 from typing import Any, Literal, Optional, Sequence
 
 import torch
-from jaxtyping import Float, Int
+from jaxtyping import Float
 from torch import Tensor
 
 from .apply import attached

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from . import _fast
 from .apply import attached
-from .backends import Target, hf_module, resolve
+from .backends import Target, resolve
 from .errors import ContextLengthError, InvalidArgumentError
 from .placement import Operator, Positions, ShortPrompt
 from ._progress import progress_bar

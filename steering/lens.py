@@ -313,12 +313,7 @@ def target_ids(model: Any, targets: Sequence[Any]) -> list[tuple[str, int]]:
 
 
 def lens_profile(
-    model: Any,
-    vectors: Sequence[SteeringVector],
-    targets: Sequence[Any],
-    *,
-    position: Any = "sum",
-    top: int = 5,
+    model: Any, vectors: Sequence[SteeringVector], targets: Sequence[Any], *, position: Any = "sum", top: int = 5
 ) -> Any:
     """Per-layer readability of the plain logit lens: the rank of target tokens at each layer.
 

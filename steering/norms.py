@@ -9,11 +9,10 @@ right-padded with an attention mask, stopping after the vector's layer):
 * :func:`relative_norm` — one number: the vector's norm over the typical residual norm.
 
 Example:
-    >>> import steering as st
+    >>> from steering import actadd
     >>> from steering.testing import tiny_model
     >>> model = tiny_model()
-    >>> vec = st.actadd(model, "love", "hate", layer=1)
-    >>> table = st.norm_profile(model, vec, "I am here", coeff=4.0)
+    >>> table = norm_profile(model, actadd(model, "love", "hate", layer=1), "I am here", coeff=4.0)
     >>> sorted(table["series"].unique())
     ['residual', 'steering (c·v)']
 """

@@ -152,14 +152,8 @@ _EMPTY = (
 )
 
 
-def text_list(
-    name: str,
-    value: Any,
-    *,
-    allowed: str = "a non-empty string or a non-empty list of strings",
-    example: str = "['I went up to my friend and said']",
-    empty: str = "",
-) -> list[str]:
+def text_list(name: str, value: Any, *, allowed: str = "a non-empty string or a non-empty list of strings",
+              example: str = "['I went up to my friend and said']", empty: str = "") -> list[str]:
     """A non-empty list of non-empty strings (one string counts as a list of one).
 
     Args:

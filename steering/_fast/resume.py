@@ -4,9 +4,8 @@ Example:
     >>> import torch
     >>> from steering.testing import tiny_model
     >>> from steering._fast.twin import twin_for
-    >>> ids, mask = torch.tensor([[1, 5, 6, 7]]), torch.ones(1, 4, dtype=torch.long)
-    >>> resume = ResumableForward(twin_for(tiny_model()), ids, mask)
-    >>> resume.check(1)  # resuming at layer 1 reproduces the full pass
+    >>> twin = twin_for(tiny_model())
+    >>> ResumableForward(twin, torch.tensor([[1, 5, 6, 7]]), torch.ones(1, 4, dtype=torch.long)).check(1)
     True
 """
 

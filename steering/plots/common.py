@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import InvalidArgumentError
 
-__all__ = ["require_columns", "positive_int", "show_token", "layer_axis", "coeff_label"]
+__all__ = ["reject_duplicate_cells", "require_columns", "positive_int", "show_token", "layer_axis", "coeff_label"]
 
 
 def require_columns(table: Any, needed: list[str], func: str, fix: str) -> None:
@@ -96,3 +96,26 @@ def coeff_label(coeff: Any) -> str:
         ('4', '-0.5')
     """
     return f"{float(coeff):g}"
+
+
+def reject_duplicate_cells(table: Any, keys: list[str], where: str, fix: str) -> None:
+    """Refuse a table with two rows for one cell (the ``keys`` columns), naming the first such cell.
+
+    Args:
+        table: The tidy table a figure draws.
+        keys: The columns that identify one cell of the figure.
+        where: The start of the message, e.g. ``"norm_layers_figure: "``.
+        fix: The end of the message: how to get one row per cell.
+
+    Example:
+        >>> import pandas as pd
+        >>> reject_duplicate_cells(pd.DataFrame({"layer": [0, 0]}), ["layer"], "f: ", "filter it.")
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: f: several rows for layer 0. Fix: filter it.
+    """
+    dup = table.duplicated(keys)
+    if dup.any():
+        first = table[dup].iloc[0]
+        cell = ", ".join(f"{key} {first[key]}" for key in keys)
+        raise InvalidArgumentError(f"{where}several rows for {cell}. Fix: {fix}")

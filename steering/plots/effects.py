@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from ..errors import InvalidArgumentError
 from ..stats import pareto_front
-from .common import coeff_label, require_columns
+from .common import coeff_label, reject_duplicate_cells, require_columns
 
 __all__ = ["effect_heatmap", "frontier_figure"]
 
@@ -31,14 +31,15 @@ def _one_metric(effects: Any, metric: str, func: str) -> Any:
             f"Fix: pass one of those, e.g. metric={available[0]!r}."
         )
     part = effects[effects["metric"] == metric]
-    dup = part.duplicated(["layer", "coeff"])
-    if dup.any():
-        first = part[dup].iloc[0]
-        raise InvalidArgumentError(
-            f"{func}: metric {metric!r} has several rows for layer {first['layer']}, coeff {first['coeff']}. "
-            "Fix: pass one row per layer × coeff × metric (aggregate or filter the extra columns first)."
-        )
+    reject_duplicate_cells(part, ["layer", "coeff"], f"{func}: metric {metric!r} has ",
+                           "pass one row per layer × coeff × metric (aggregate or filter the extra columns first).")
     return part
+
+
+def _cost_effect_trace(fig: Any, cells: Any, name: str, hover: str, **style: Any) -> None:
+    """One scatter trace of cost (x) against effect (y), labelled and with the effect's CI in the hover."""
+    fig.add_scatter(x=cells["mean_steered"], y=cells["effect"], name=name, text=cells["label"],
+                    customdata=cells[["ci_low", "ci_high"]].to_numpy(), hovertemplate=hover, **style)
 
 
 def _finite(value: Any) -> Optional[float]:
@@ -173,36 +174,15 @@ def frontier_figure(effects: Any, effect_metric: str, cost_metric: str = "kl", t
         "[%{customdata[0]:.2f}, %{customdata[1]:.2f}]<extra></extra>"
     )
     fig = go.Figure()
-    fig.add_scatter(
-        x=cells["mean_steered"],
-        y=cells["effect"],
-        mode="markers",
-        name="layer × coeff",
-        text=cells["label"],
-        customdata=cells[["ci_low", "ci_high"]].to_numpy(),
-        marker={
-            "color": cells["layer"],
-            "colorscale": "Viridis",
-            "size": 9,
-            "colorbar": {"title": "layer"},
-            "showscale": True,
-        },
-        hovertemplate=hover,
-    )
+    layer_colours = {"color": cells["layer"], "colorscale": "Viridis", "size": 9, "colorbar": {"title": "layer"},
+                     "showscale": True}
+    _cost_effect_trace(fig, cells, "layer × coeff", hover, mode="markers", marker=layer_colours)
     front = cells[pareto_front(cells, "mean_steered", "effect")].sort_values(
         ["mean_steered", "effect"], kind="stable"
     )
-    fig.add_scatter(
-        x=front["mean_steered"],
-        y=front["effect"],
-        mode="lines+markers",
-        name="Pareto front",
-        text=front["label"],
-        customdata=front[["ci_low", "ci_high"]].to_numpy(),
-        marker={"symbol": "diamond-open", "size": 15, "color": "#d1495b", "line": {"width": 2}},
-        line={"color": "#d1495b", "dash": "dash"},
-        hovertemplate=hover,
-    )
+    _cost_effect_trace(fig, front, "Pareto front", hover, mode="lines+markers",
+                       marker={"symbol": "diamond-open", "size": 15, "color": "#d1495b", "line": {"width": 2}},
+                       line={"color": "#d1495b", "dash": "dash"})
     fig.update_layout(
         title=title or f"Effect on {effect_metric} vs off-target cost ({cost_metric})",
         template="plotly_white",

@@ -11,7 +11,7 @@ Example:
 from typing import Any, Optional
 
 from ..errors import InvalidArgumentError
-from .common import layer_axis, require_columns, show_token
+from .common import layer_axis, reject_duplicate_cells, require_columns, show_token
 
 __all__ = ["norm_figure", "norm_layers_figure"]
 
@@ -110,39 +110,21 @@ def norm_layers_figure(table: Any, title: Optional[str] = None, log_y: bool = Tr
     )
     if not isinstance(log_y, bool):
         raise InvalidArgumentError(f"norm_layers_figure: log_y must be True or False, got {log_y!r}.")
-    dup = table.duplicated(["layer", "position"])
-    if dup.any():
-        first = table[dup].iloc[0]
-        raise InvalidArgumentError(
-            f"norm_layers_figure: several rows for layer {first['layer']}, position {first['position']}. "
-            "Fix: pass one row per layer × position (one vector and one hook per figure)."
-        )
+    reject_duplicate_cells(table, ["layer", "position"], "norm_layers_figure: ",
+                           "pass one row per layer × position (one vector and one hook per figure).")
     fig = go.Figure()
     for i, (position, group) in enumerate(table.groupby("position", sort=True)):
         group = group.sort_values("layer", kind="stable")
         color = _PALETTE[i % len(_PALETTE)]
         token = show_token(group["vector_token"].iloc[0])
         ratio = group["ratio"] if "ratio" in group.columns else group["vector_norm"] / group["resid_norm"]
-        fig.add_scatter(
-            x=group["layer"],
-            y=group["vector_norm"],
-            mode="lines+markers",
-            name=f"pos {position} {token}",
-            legendgroup=str(position),
-            line={"color": color},
-            customdata=ratio,
-            hovertemplate="layer %{x}<br>‖v‖ %{y:.3g}<br>‖v‖/‖resid‖ %{customdata:.3f}<extra>pos "
-            + str(position) + "</extra>",
-        )
-        fig.add_scatter(
-            x=group["layer"],
-            y=group["resid_norm"],
-            mode="lines",
-            name=f"residual pos {position}",
-            legendgroup=str(position),
-            line={"color": color, "dash": "dash"},
-            hovertemplate="layer %{x}<br>‖resid‖ %{y:.3g}<extra>residual pos " + str(position) + "</extra>",
-        )
+        vector_hover = "layer %{x}<br>‖v‖ %{y:.3g}<br>‖v‖/‖resid‖ %{customdata:.3f}<extra>pos " + str(position)
+        fig.add_scatter(x=group["layer"], y=group["vector_norm"], mode="lines+markers", name=f"pos {position} {token}",
+                        legendgroup=str(position), line={"color": color}, customdata=ratio,
+                        hovertemplate=vector_hover + "</extra>")
+        resid_hover = "layer %{x}<br>‖resid‖ %{y:.3g}<extra>residual pos " + str(position) + "</extra>"
+        fig.add_scatter(x=group["layer"], y=group["resid_norm"], mode="lines", name=f"residual pos {position}",
+                        legendgroup=str(position), line={"color": color, "dash": "dash"}, hovertemplate=resid_hover)
     if title is None:
         title = "Vector norm per position vs residual norm, across layers"
     fig.update_layout(

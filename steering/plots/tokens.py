@@ -11,7 +11,7 @@ Example:
 from typing import Any, Optional
 
 from ..errors import InvalidArgumentError, warn_user
-from .common import coeff_label, positive_int, require_columns, show_token
+from .common import coeff_label, positive_int, reject_duplicate_cells, require_columns, show_token
 
 __all__ = ["token_scores_figure", "token_view_figure"]
 
@@ -182,13 +182,8 @@ def _cell_text(token: str) -> str:
 
 def _view_rows(table: Any, max_rows: int) -> list:
     """The completions to plot (ids, table order), at most ``max_rows``; duplicated cells refused."""
-    dup = table.duplicated(["row", "position"])
-    if dup.any():
-        first = table[dup].iloc[0]
-        raise InvalidArgumentError(
-            f"token_view_figure: several rows for completion {first['row']}, position {first['position']}. "
-            "Fix: pass one row per completion × position."
-        )
+    reject_duplicate_cells(table.rename(columns={"row": "completion"}), ["completion", "position"],
+                           "token_view_figure: ", "pass one row per completion × position.")
     rows = list(table["row"].drop_duplicates())
     if len(rows) > max_rows:
         warn_user(

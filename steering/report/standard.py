@@ -218,9 +218,7 @@ def _meta(found: _Findings, model_name: str) -> dict:
 
 
 def analysis_report(
-    model: Any,
-    pos: str,
-    neg: str,
+    model: Any, pos: str, neg: str,
     *,
     out: Any = "steering-report.html",
     layers: Any = "all",
