@@ -11,7 +11,7 @@ import torch
 
 import steering as st
 from steering.testing import tiny_model
-
+from steering.tokens import tokenize_prompt
 
 
 @pytest.fixture(scope="session")
@@ -96,3 +96,70 @@ def gemma():
 def smollm():
     """SmolLM2-135M-Instruct, loaded once per test run."""
     return st.load_model("smollm2-135m", device="cpu")
+
+
+# ---------------------------------------------------------------- shared by the measure tests
+# (test_metrics, test_lens, test_sweeps, test_norms: import the helpers with ``from conftest import ...``)
+TEXTS = ["the cat sat on the mat", "numbers 1 2 3 4 5 6", "a quiet day in the town"]
+
+
+def logprobs(model, text, vector=None, coeff=0.0, **kw):
+    tokens = tokenize_prompt(model, text).unsqueeze(0)
+    with torch.no_grad():
+        if vector is None:
+            logits = model(tokens)
+        else:
+            with st.steer(model, vector, coeff, **kw):
+                logits = model(tokens)
+    return torch.log_softmax(logits[0].float(), dim=-1), tokens[0]
+
+
+@pytest.fixture
+def vec(any_tiny):
+    """Each tiny model in turn, with its "love" − "hate" ActAdd vector at layer 1."""
+    return any_tiny, st.actadd(any_tiny, "love", "hate", layer=1)  # 5 positions (BOS + 4)
+
+
+# ---------------------------------------------------------------- shared by the steering and generation tests
+# (test_apply, test_generation). Every "by hand" reference uses a plain TransformerLens hook (``model.hooks``)
+# that adds ``coeff * vec.tensor`` to the residual itself, independent of steering-lens' hooks.
+PROMPTS = ["I went up to my friend and said", "Hello there, you", "abcdefghijk"]  # 32, 17, 12 tokens (BOS included)
+
+
+def front_adder(tensor, coeff, n=None):
+    """A TransformerLens hook adding ``coeff * tensor[j]`` at position j, for j < n (default: every row of ``tensor``)."""
+
+    def hook(resid, hook):
+        k = min(tensor.shape[0], resid.shape[1], n if n is not None else resid.shape[1])
+        out = resid.clone()
+        out[:, :k] += coeff * tensor[:k].to(resid.dtype)
+        return out
+
+    return hook
+
+
+def everywhere_adder(direction, coeff):
+    def hook(resid, hook):
+        return resid + coeff * direction.to(resid.dtype)
+
+    return hook
+
+
+def logits_by_hand(model, tokens, fwd_hooks):
+    with torch.no_grad(), model.hooks(fwd_hooks=fwd_hooks):
+        return model(tokens)
+
+
+def tokens_of(model, prompt):
+    return tokenize_prompt(model, prompt).unsqueeze(0)
+
+
+@pytest.fixture
+def love(any_tiny):
+    # 12 positions: as long as the shortest prompt, whose last token is steered directly (on the tiny
+    # GPT-2, additions at earlier positions barely move the greedy continuation)
+    return any_tiny, st.actadd(any_tiny, "I love you!", "I hate you", layer=1)
+
+
+class Boom(Exception):
+    pass

@@ -1,11 +1,10 @@
-"""mean_vectors, cosine_matrix and relative_norm on tiny models."""
+"""mean_vectors and cosine_matrix on tiny models (relative_norm: tests/test_norms.py)."""
 
 import pytest
 import torch
 
 import steering as st
 from steering.algebra import cosine_matrix, mean_vectors
-from steering.norms import relative_norm
 from steering.vectors import SteeringVector
 
 HOOK = "blocks.1.hook_resid_pre"
@@ -43,17 +42,3 @@ def test_cosine_matrix_refuses_bad_labels_and_widths():
         cosine_matrix([_vec([1.0, 0.0]), _vec([0.0, 1.0])], labels=["x", "x"])
     with pytest.raises(st.errors.VectorMismatchError, match=r"d_model values \[2, 3\]"):
         cosine_matrix([_vec([1.0, 0.0]), _vec([0.0, 1.0, 0.0])])
-
-
-def test_relative_norm_matches_a_by_hand_median(tiny):
-    vec = st.actadd(tiny, "love", "hate", layer=1)
-    prompts = ["neutral words here", "abc"]
-    _, cache = tiny.run_with_cache(tiny.to_tokens(prompts[0]), names_filter=[HOOK])
-    first = cache[HOOK][0, 1:].norm(dim=-1)
-    _, cache = tiny.run_with_cache(tiny.to_tokens(prompts[1]), names_filter=[HOOK])
-    second = cache[HOOK][0, 1:].norm(dim=-1)
-    typical = torch.cat([first, second]).median()
-    assert relative_norm(tiny, vec, prompts) == pytest.approx(float(vec.norm().max() / typical), rel=1e-4)
-    assert relative_norm(tiny, 3 * vec, prompts) == pytest.approx(3 * relative_norm(tiny, vec, prompts), rel=1e-5)
-    with pytest.raises(st.errors.InvalidArgumentError, match="non-empty list of non-empty strings"):
-        relative_norm(tiny, vec, [])

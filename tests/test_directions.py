@@ -204,6 +204,13 @@ def test_a_prompt_that_is_not_a_string_is_refused(tiny, untyped, method):
     assert text_list("pos_prompts", "one") == ["one"]  # the validator the methods use: a string is one pair
 
 
+def test_an_empty_prompt_is_refused_with_the_pair_wording(tiny):
+    with pytest.raises(st.EmptyPromptError, match=r"^neg_prompts\[0\] is the empty string; allowed: prompts with at least "
+                       r"one token after BOS \(an empty prompt would read the BOS activation, the same for every "
+                       r"prompt\)\. Fix: give it text or drop the pair\.$"):
+        mean_diff(tiny, ["a"], [""], 1)
+
+
 def test_every_refusal_is_a_steering_error(tiny, untyped):
     for bad in (dict(token="x"), dict(batch_size=-1), dict(layer=[])):
         kwargs = {"layer": 1, **bad}

@@ -56,3 +56,13 @@ def test_bad_arguments(tiny, seqs, untyped):
         forward_logprobs(tiny, seqs, readout="first")
     with pytest.raises(InvalidArgumentError, match=r"batch_size=0; allowed: an integer ≥ 1"):
         forward_logprobs(tiny, seqs, batch_size=0)
+
+
+def test_last_only_forward_equals_the_full_forward(tiny):
+    model, v = tiny, st.actadd(tiny, "love", "hate", layer=1)
+    seqs = [tokenize_prompt(model, t) for t in TEXTS]  # different lengths: left vs right padding
+    coeffs = [0.0, 4.0, -3.0]
+    full = forward_logprobs(model, seqs, v, coeffs, batch_size=3)
+    last = forward_logprobs(model, seqs, v, coeffs, batch_size=3, readout="last")
+    for f, l in zip(full, last):
+        torch.testing.assert_close(l[0], f[-1], atol=1e-4, rtol=1e-4)

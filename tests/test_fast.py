@@ -155,72 +155,6 @@ def test_resumable_forward_reproduces_the_full_pass(any_tiny):
     assert not resume.check(1)
 
 
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, 0.3), (0.7, None, 0.9), (1.3, 40, 0.5),
-                                                     (1.0, 5, None), (2.0, None, 0.999)])
-def test_sampler_keeps_exactly_what_hf_warpers_keep(temperature, top_k, top_p):
-    """NucleusSampler (partial top-k nucleus) keeps the same tokens as HF's temperature/top-k/top-p warpers.
-
-    Rows mix peaked and flat distributions; with ``probe=8`` the flat rows need the full-sort fallback.
-    """
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    from steering.sampling import NucleusSampler
-
-    gen = torch.Generator().manual_seed(0)
-    scores = torch.randn(6, 1000, generator=gen) * torch.tensor([8.0, 4.0, 1.0, 0.3, 0.05, 2.0]).unsqueeze(1)
-    hf = LogitsProcessorList([TemperatureLogitsWarper(temperature)] if temperature != 1.0 else [])
-    if top_k:
-        hf.append(TopKLogitsWarper(top_k))
-    if top_p is not None:
-        hf.append(TopPLogitsWarper(top_p))
-    ids = torch.zeros(6, 1, dtype=torch.long)
-    want = hf(ids, scores.clone())
-    for probe in (8, 512):
-        got = NucleusSampler(temperature, top_k, top_p, probe=probe).filter(scores.clone())
-        assert torch.equal(torch.isinf(got), torch.isinf(want)), probe
-        kept = ~torch.isinf(want)
-        torch.testing.assert_close(got[kept], want[kept])
-    if top_p is not None and top_p < 1:
-        assert int((~torch.isinf(want)).sum(-1).max()) > 8  # the fallback was exercised
-
-
-@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, None, 0.3), (0.7, None, 0.9), (1.3, 40, 0.5),
-                                                     (1.0, 5, None)])
-@pytest.mark.parametrize("probe", [8, 512])
-def test_sampler_draws_from_the_distribution_hf_samples_from(temperature, top_k, top_p, probe):
-    """NucleusSampler's own draw: only kept tokens, with the frequencies of HF's softmax over its warped scores.
-
-    20,000 draws per row; each token's frequency must lie within 5 standard errors (plus 1e-3) of its
-    probability. With ``probe=8`` the flat rows draw through the full-sort fallback.
-    """
-    from transformers import LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
-
-    from steering.sampling import NucleusSampler
-
-    gen = torch.Generator().manual_seed(1)
-    scores = torch.randn(4, 300, generator=gen) * torch.tensor([6.0, 2.0, 0.5, 0.05]).unsqueeze(1)
-    hf = LogitsProcessorList([TemperatureLogitsWarper(temperature)] if temperature != 1.0 else [])
-    if top_k:
-        hf.append(TopKLogitsWarper(top_k))
-    if top_p is not None:
-        hf.append(TopPLogitsWarper(top_p))
-    want = hf(torch.zeros(4, 1, dtype=torch.long), scores.clone()).softmax(dim=-1)
-    n = 20_000
-    sampler = NucleusSampler(temperature, top_k, top_p, probe=probe)
-    torch.manual_seed(0)
-    drawn = sampler.draw(scores.repeat_interleave(n, dim=0)).view(4, n)
-    freq = torch.zeros(4, 300).scatter_add_(1, drawn, torch.ones(4, n)) / n
-    assert bool((freq[want == 0] == 0).all())  # nothing outside the nucleus / top-k
-    tolerance = 5 * (want * (1 - want) / n).sqrt() + 1e-3
-    assert bool(((freq - want).abs() <= tolerance).all()), (freq - want).abs().max()
-    # as a logits processor: the drawn token is the only one left, so greedy decoding picks it
-    torch.manual_seed(3)
-    out = sampler(torch.zeros(4, 1, dtype=torch.long), scores.clone())
-    torch.manual_seed(3)
-    assert torch.equal(out.argmax(dim=-1), sampler.draw(scores.clone()))
-    assert torch.equal(torch.isinf(out).sum(dim=-1), torch.full((4,), 299))
-
-
 # ----------------------------------------------------------------------------- the chunked small-batch matmul
 @pytest.fixture
 def fresh_probes():
@@ -538,17 +472,6 @@ def test_packing_is_skipped_when_memory_is_short(monkeypatch):
 
 
 # ----------------------------------------------------------------------------- shared rows for per-row coefficients
-def test_repeat_block_finds_the_smallest_repeated_block():
-    from steering.generation import repeat_block
-
-    a, b, c = torch.tensor([1, 2]), torch.tensor([3]), torch.tensor([1, 2, 3])
-    assert repeat_block([a, b, a, b, a, b]) == 2
-    assert repeat_block([a, a, a, a]) == 1
-    assert repeat_block([a, b, c, a, b]) is None  # 5 rows: no divisor repeats
-    assert repeat_block([a, b, a, c]) is None
-    assert repeat_block([a]) is None
-
-
 @pytest.mark.parametrize("arch,coeffs", [("llama", [0.0, 0.5, 1.0, 2.0]), ("llama", [0.0, 3.0, 8.0]),
                                          ("gpt2", [0.0, 3.0, 8.0])])
 def test_shared_rows_run_lower_layers_once_per_group_and_give_the_same_tokens(arch, coeffs, monkeypatch, no_hooks):

@@ -131,3 +131,11 @@ def test_make_rule_defaults_and_refusals(tiny):
         make_rule(vec, "all")
     with pytest.raises(InvalidArgumentError, match=r"op='clamp' needs value="):
         make_rule(vec.direction(), op="clamp")
+
+
+def test_masked_prefix_rule(tiny):
+    v = st.actadd(tiny, "love", "hate", layer=1)  # BOS + 4 positions
+    assert masked_prefix(v, 12) == 5
+    assert masked_prefix(v, 3) == 3
+    assert masked_prefix(v.direction(), 12) == 0
+    assert masked_prefix(v.direction(), 12, op="ablate") == 0
