@@ -292,7 +292,7 @@ def per_row_gflop(model: Any, prompts: list, coeffs: int, new_tokens: int) -> fl
     """Matmul work (GFLOP) of one greedy call for ``coeffs`` × ``prompts`` rows if every row ran every layer:
     every linear layer on every (left-padded) prompt position, the output head on the last one, then one pass
     per further new token."""
-    from steering.extract import tokenize_prompt
+    from steering.tokens import tokenize_prompt
 
     linears = [m.weight.numel() for m in model.original_model.modules() if isinstance(m, torch.nn.Linear)]
     head = max(linears)  # the unembedding: the largest matrix in both built-in models

@@ -422,13 +422,10 @@ def pca_direction(
     Raises:
         InvalidArgumentError: as :func:`mean_diff`; also a bad ``center``/``scale``, or
             positive and negative prompts whose activations do not differ at all.
-        EmptyPromptError: a prompt is the empty string.
-        LayerOutOfRangeError: a layer is out of range or repeated.
-        UnknownHookError: ``hook`` is not a hook point.
-        ContextLengthError: a prompt is longer than the model's context.
+        EmptyPromptError, LayerOutOfRangeError, UnknownHookError, ContextLengthError: as
+            :func:`mean_diff`.
 
     Example:
-        >>> import torch
         >>> from steering.testing import tiny_model
         >>> model = tiny_model()
         >>> pos, neg = ["I love it", "so good", "great!"], ["I hate it", "so bad", "awful!"]

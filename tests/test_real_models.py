@@ -14,8 +14,7 @@ import torch
 
 import steering as st
 from steering.cli.demo import run_demo
-from steering.tokens import tokenize_prompt
-from steering.tokens import left_pad
+from steering.tokens import left_pad, tokenize_prompt
 from steering.texts import mean_sentiment, topic_fraction
 
 pytestmark = pytest.mark.slow
