@@ -19,8 +19,9 @@ import pandas as pd
 import plotly.graph_objects as go
 
 import steering as st
-from steering.demo import mean_sentiment
-from steering.extract import actadd_layers, mean_diff, pca_direction
+from steering.directions import mean_diff, pca_direction
+from steering.extract import actadd_layers
+from steering.texts import mean_sentiment
 
 POS = [
     "I love this.", "What a wonderful day.", "You are kind and generous.", "This is fantastic news!",

@@ -24,18 +24,22 @@ import argparse
 import csv
 import dataclasses
 import json
-import math
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 
 import steering as st
-from steering.metrics import _forward_logprobs
-from steering.sweeps import topic_fraction
+import steering.plots as plots
+from steering.engine import forward_logprobs
+from steering.report import ReportSection, write_report
+from steering.stats import group_mean_ci as summarise  # mean, bootstrap 95% CI and n per group
+from steering.stats import mean_ci as bootstrap_ci  # mean and bootstrap 95% CI of a list
+from steering.texts import NEUTRAL_TEXTS, WEDDING_WORDS, sentiment_scores, topic_fraction
+from steering.tokens import tokenize_prompt
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"  # the published (committed) copy of the latest full run
@@ -63,28 +67,6 @@ SETTINGS = {
 }
 
 
-def bootstrap_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple[float, float, float]:
-    """Mean and percentile-bootstrap 95% interval of ``values``."""
-    x = np.asarray(values, dtype=float)
-    if x.size == 0:
-        return math.nan, math.nan, math.nan
-    rng = np.random.default_rng(seed)
-    means = x[rng.integers(0, x.size, size=(n_boot, x.size))].mean(axis=1)
-    lo, hi = np.quantile(means, [0.025, 0.975])
-    return float(x.mean()), float(lo), float(hi)
-
-
-def summarise(rows: list[dict], value: str, by: list[str]) -> pd.DataFrame:
-    """One row per group: mean, 95% CI and n of per-item ``value``."""
-    df = pd.DataFrame(rows)
-    out = []
-    for key, part in df.groupby(by, sort=False, dropna=False):
-        m, lo, hi = bootstrap_ci(part[value].tolist())
-        out.append({**dict(zip(by, key if isinstance(key, tuple) else (key,))), "mean": m, "ci_low": lo,
-                    "ci_high": hi, "n": len(part)})
-    return pd.DataFrame(out)
-
-
 class Runner:
     def __init__(self, model: Any, name: str, scale: dict, out: Path) -> None:
         self.model, self.name, self.scale, self.out = model, name, scale, out
@@ -110,10 +92,10 @@ class Runner:
         short = st.actadd_layers(m, *PAIR_SHORT, layers="all")
         rows = []
         base = self.gen(prompts, None, 0.0, n_layer, s["layer_tokens"])
-        rows += [{"layer": -1, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in base]
+        rows += [{"layer": -1, "hit": topic_fraction([t], WEDDING_WORDS)} for t in base]
         for vec in short:
             texts = self.gen(prompts, vec, self.cfg["topic_coeff"], n_layer, s["layer_tokens"])
-            rows += [{"layer": vec.layer, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
+            rows += [{"layer": vec.layer, "hit": topic_fraction([t], WEDDING_WORDS)} for t in texts]
         by_layer = self.save(summarise(rows, "hit", ["layer"]), "topic_by_layer")
         steered = by_layer[by_layer.layer >= 0]
         # the layer for everything after this: the sweep's best (ties: the earliest layer)
@@ -125,7 +107,7 @@ class Runner:
             texts = self.gen(prompts, vec, [0.0] + coeffs, n_coeff, s["coeff_tokens"])
             block = len(prompts) * n_coeff
             for ci, c in enumerate([0.0] + coeffs):
-                rows += [{"pair": label, "coeff": c, "hit": topic_fraction([t], st.WEDDING_WORDS)}
+                rows += [{"pair": label, "coeff": c, "hit": topic_fraction([t], WEDDING_WORDS)}
                          for t in texts[ci * block : (ci + 1) * block]]
         by_coeff = self.save(summarise(rows, "hit", ["pair", "coeff"]), "topic_by_coeff")
         best = steered[steered.layer == layer].iloc[0]
@@ -143,7 +125,7 @@ class Runner:
         rows = []
         for vec in st.actadd_layers(m, *PAIR_LONG, layers="all"):
             texts = self.gen(prompts, vec, self.cfg["topic_coeff"], s["layer_samples"], s["layer_tokens"])
-            rows += [{"layer": vec.layer, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
+            rows += [{"layer": vec.layer, "hit": topic_fraction([t], WEDDING_WORDS)} for t in texts]
         by_layer = self.save(summarise(rows, "hit", ["layer"]), "topic_by_layer_long")
         best = by_layer.sort_values(["mean", "layer"], ascending=[False, True]).iloc[0]
         self.summary["topic_long"] = {"best_layer": {k: best[k] for k in ("layer", "mean", "ci_low", "ci_high", "n")}}
@@ -170,7 +152,7 @@ class Runner:
     # -------------------------------------------------------------- 3. log-prob shift
     def shift(self) -> None:
         vec = st.actadd(self.model, *PAIR_SHORT, layer=self.topic_layer)
-        res = st.logprob_shift(self.model, vec, st.NEUTRAL_TEXTS, coeff=self.cfg["topic_coeff"], k=15)
+        res = st.logprob_shift(self.model, vec, NEUTRAL_TEXTS, coeff=self.cfg["topic_coeff"], k=15)
         self.save(res.table.copy(), "logprob_shift")
         self.summary["logprob_shift"] = {"promoted": res.promoted[:10], "suppressed": res.suppressed[:10]}
 
@@ -178,7 +160,7 @@ class Runner:
     def off_target(self) -> None:
         m, c = self.model, self.cfg["topic_coeff"]
         vec = st.actadd(m, *PAIR_SHORT, layer=self.topic_layer)
-        kl = st.off_target_kl(m, vec, st.NEUTRAL_TEXTS, coeffs=[0.0, c / 4, c / 2, c])
+        kl = st.off_target_kl(m, vec, NEUTRAL_TEXTS, coeffs=[0.0, c / 4, c / 2, c])
         self.save(kl.copy(), "kl")
         items = _read_csv(HERE / "data" / "cloze.csv")[: self.scale["cloze"]]
         tok = m.tokenizer
@@ -186,11 +168,11 @@ class Runner:
         single = [(p, ids[0]) for p, ids in keep if len(ids) == 1]
         # (a character-level test tokenizer has no one-token answers: score their first token instead)
         keep = single if single else [(p, ids[0]) for p, ids in keep if ids]
-        seqs = [st_tokens(m, p) for p, _ in keep]
+        seqs = [tokenize_prompt(m, p) for p, _ in keep]
         rows = []
         for label, vector, coeff in (("unsteered", None, None), (f"actadd c={c:g}", vec, c)):
-            logps = _forward_logprobs(m, seqs, vector, None if vector is None else [coeff] * len(seqs), {},
-                                      self.scale["batch"], last_only=True)
+            logps = forward_logprobs(m, seqs, vector, None if vector is None else [coeff] * len(seqs),
+                                     batch_size=self.scale["batch"], readout="last")
             for (prompt, answer), lp in zip(keep, logps):
                 rank = int((lp[-1] > lp[-1, answer]).sum()) + 1
                 rows.append({"setting": label, "prompt": prompt, "p_at_1": float(rank == 1), "p_at_10": float(rank <= 10)})
@@ -202,9 +184,6 @@ class Runner:
 
     # -------------------------------------------------------------- 5. sentiment
     def sentiment(self) -> None:
-        from vaderSentiment.vaderSentiment import SentimentIntensityAnalyzer
-
-        vader = SentimentIntensityAnalyzer()
         s, m = self.scale, self.model
         n, tokens = s["sent_samples"], s["sent_tokens"]
         rows = []
@@ -217,8 +196,7 @@ class Runner:
             prompted = self.gen([f"{pos} {p}" for p in prompts], None, 0.0, n, tokens)
             for setting, group in (("unsteered", texts[:half]), (f"actadd c={self.cfg['sent_coeff']:g}", texts[half:]),
                                    (f"prompting ('{pos} ' prepended)", prompted)):
-                for t in group:
-                    score = vader.polarity_scores(t)["compound"]
+                for score in sentiment_scores(group):
                     rows.append({"direction": direction, "setting": setting, "vader": score,
                                  "positive": float(score > 0.05)})
         v = summarise(rows, "vader", ["direction", "setting"]).assign(metric="mean VADER")
@@ -243,8 +221,8 @@ class Runner:
         rows, kl_rows = [], []
         for label, vec, kw in variants:
             texts = self.gen(prompts, vec, c, s["coeff_samples"], s["coeff_tokens"], **kw)
-            rows += [{"variant": label, "hit": topic_fraction([t], st.WEDDING_WORDS)} for t in texts]
-            kl = st.off_target_kl(m, vec, st.NEUTRAL_TEXTS, coeffs=[c], **kw)
+            rows += [{"variant": label, "hit": topic_fraction([t], WEDDING_WORDS)} for t in texts]
+            kl = st.off_target_kl(m, vec, NEUTRAL_TEXTS, coeffs=[c], **kw)
             kl_rows += [{"variant": label, "kl": v} for v in kl["kl"]]
         topic = summarise(rows, "hit", ["variant"]).assign(metric="wedding fraction")
         kls = summarise(kl_rows, "kl", ["variant"]).assign(metric="KL (nats)")
@@ -270,12 +248,6 @@ class Runner:
         sm, slo, shi = bootstrap_ci(df["slope"].tolist())
         self.summary["steerability"] = {"prompts": len(df), "anti_fraction": [mean, lo, hi], "mean_slope": [sm, slo, shi],
                                         "slope_quartiles": df["slope"].quantile([0.25, 0.5, 0.75]).tolist()}
-
-
-def st_tokens(model: Any, text: str) -> torch.Tensor:
-    from steering.extract import tokenize_prompt
-
-    return tokenize_prompt(model, text)
 
 
 def _read_csv(path: Path) -> list[dict]:
@@ -349,7 +321,7 @@ def result_figures(out: Any, models: Sequence[str]) -> list:
     for name in models:
         part = df[df.model == name] if len(df) else df
         if len(part):
-            figs.append((f"3. Log-prob shift ({name})", st.token_scores_figure(part, title=f"Log-prob shift, {name}")))
+            figs.append((f"3. Log-prob shift ({name})", plots.token_scores_figure(part, title=f"Log-prob shift, {name}")))
     df = frames("kl")
     if len(df):
         kl = summarise(df.to_dict("records"), "kl", ["model", "coeff"])  # mean and bootstrap CI per point
@@ -500,8 +472,8 @@ def main(argv: Any = None) -> int:
         summaries.append(runner.summary)
         (out / f"summary_{label}.json").write_text(json.dumps(runner.summary, indent=2, default=str), encoding="utf-8")
     (out / "summary.json").write_text(json.dumps(summaries, indent=2, default=str), encoding="utf-8")
-    sections = [st.ReportSection(title, figure=fig) for title, fig in result_figures(out, [s["model"] for s in summaries])]
-    st.write_report(out / "replication.html", sections, title="ActAdd replication", meta={"models": ", ".join(models)})
+    sections = [ReportSection(title, figure=fig) for title, fig in result_figures(out, [s["model"] for s in summaries])]
+    write_report(out / "replication.html", sections, title="ActAdd replication", meta={"models": ", ".join(models)})
     print(json.dumps(summaries, indent=2, default=str))
     table = markdown_summary(out, [s["model"] for s in summaries])
     (out / "summary.md").write_text(table + "\n", encoding="utf-8")
