@@ -163,3 +163,29 @@ def love(any_tiny):
 
 class Boom(Exception):
     pass
+
+
+# ---------------------------------------------------------------- shared by the extraction tests
+#: Bad layer specs and the start of each refusal (a 2-layer tiny model): every function taking a layer spec.
+BAD_LAYER_SPECS = [
+    ([], r"layer=\[\] is empty; allowed: an int, a non-empty list of ints in 0\.\.1, or 'all'\. Fix:"),
+    ([0, 0], r"layer=\[0, 0\] names block 0 twice \(0 and 0\); allowed: distinct layers.*Fix: drop the repeat"),
+    ([1, -1], r"layer=\[1, -1\] names block 1 twice \(1 and -1\)"),
+    ("every", r"layer='every' is not a layer spec; allowed: an int in 0\.\.1.*or 'all'\. Fix:"),
+    ([0, 5], r"layer=5 is out of range for this model \(2 layers\); allowed: 0\.\.1"),
+    (2, r"layer=2 is out of range for this model \(2 layers\)"),
+]
+
+
+class CountRuns:
+    """Wraps ``model.run_with_cache`` to record the keyword arguments of each call."""
+
+    def __init__(self, model, monkeypatch):
+        self.calls = []
+        original = model.run_with_cache
+
+        def wrapped(*args, **kwargs):
+            self.calls.append(kwargs)
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(model, "run_with_cache", wrapped)

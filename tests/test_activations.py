@@ -12,24 +12,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 import steering as st
+from conftest import CountRuns
 from steering.activations import check_token_rule, prompt_features, read_activations, weight_mode
 from steering.tokens import left_pad, tokenize_prompt
 
 PROMPTS = ["I love you", "what a great day", "so good!", "nice", "ab"]
-
-
-class CountRuns:
-    """Wraps ``model.run_with_cache`` to record the keyword arguments of each call."""
-
-    def __init__(self, model, monkeypatch):
-        self.calls = []
-        original = model.run_with_cache
-
-        def wrapped(*args, **kwargs):
-            self.calls.append(kwargs)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(model, "run_with_cache", wrapped)
 
 
 def full_run(model, tokens, name):
@@ -93,9 +80,9 @@ def test_read_activations_with_a_mask_ignores_left_padding(any_tiny):
 
 def test_read_activations_refuses_no_names_and_non_block_hooks(tiny):
     tokens = torch.tensor([[1, 4, 5]])
-    with pytest.raises(st.InvalidArgumentError, match=r"names=\[\]; allowed: at least one full hook name"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"names=\[\]; allowed: at least one full hook name"):
         read_activations(tiny, tokens, [])
-    with pytest.raises(st.UnknownHookError, match=r"hook 'hook_embed' is not a block hook"):
+    with pytest.raises(st.errors.UnknownHookError, match=r"hook 'hook_embed' is not a block hook"):
         read_activations(tiny, tokens, ["hook_embed"])
 
 
@@ -150,17 +137,17 @@ def test_one_string_is_one_prompt(tiny):
 @pytest.mark.parametrize(
     "prompts, kwargs, error, match",
     [
-        (["abcd", "ab"], {"token": 3}, st.InvalidArgumentError,
+        (["abcd", "ab"], {"token": 3}, st.errors.InvalidArgumentError,
          r"token=3 is out of range for prompts\[1\]='ab', which has 3 tokens with BOS \(indices 0\.\.2, or -3\.\.-1\)"),
-        (["ab"], {"token": -3}, st.InvalidArgumentError, r"token=-3 selects the BOS token of prompts\[0\]='ab'"),
-        (["ab"], {"token": 3, "labels": ["pos_prompts[7]"]}, st.InvalidArgumentError,
+        (["ab"], {"token": -3}, st.errors.InvalidArgumentError, r"token=-3 selects the BOS token of prompts\[0\]='ab'"),
+        (["ab"], {"token": 3, "labels": ["pos_prompts[7]"]}, st.errors.InvalidArgumentError,
          r"token=3 is out of range for pos_prompts\[7\]='ab'"),
-        (["ab", ""], {}, st.EmptyPromptError, r"prompts\[1\] is the empty string; allowed: prompts with at least one"),
-        (["a" * 300], {}, st.ContextLengthError, r"prompts\[0\]='aaaa.*is 301 tokens long but the model's context is 256"),
-        (["ab"], {"batch_size": 0}, st.InvalidArgumentError, r"batch_size=0; allowed: an int ≥ 1 \(prompts per forward"),
-        (["ab"], {"token": 0}, st.InvalidArgumentError, r"token=0 selects the BOS token"),
-        (["ab"], {"token": "first"}, st.InvalidArgumentError, r"token='first'; allowed: 'last'"),
-        (["ab"], {"labels": ["x", "y"]}, st.InvalidArgumentError, r"labels has 2 entries but prompts has 1"),
+        (["ab", ""], {}, st.errors.EmptyPromptError, r"prompts\[1\] is the empty string; allowed: prompts with at least one"),
+        (["a" * 300], {}, st.errors.ContextLengthError, r"prompts\[0\]='aaaa.*is 301 tokens long but the model's context is 256"),
+        (["ab"], {"batch_size": 0}, st.errors.InvalidArgumentError, r"batch_size=0; allowed: an int ≥ 1 \(prompts per forward"),
+        (["ab"], {"token": 0}, st.errors.InvalidArgumentError, r"token=0 selects the BOS token"),
+        (["ab"], {"token": "first"}, st.errors.InvalidArgumentError, r"token='first'; allowed: 'last'"),
+        (["ab"], {"labels": ["x", "y"]}, st.errors.InvalidArgumentError, r"labels has 2 entries but prompts has 1"),
     ],
 )
 def test_prompt_features_refusals(tiny, untyped, prompts, kwargs, error, match):
@@ -170,7 +157,7 @@ def test_prompt_features_refusals(tiny, untyped, prompts, kwargs, error, match):
 
 
 def test_a_hook_without_residual_shape_is_refused(tiny):
-    with pytest.raises(st.InvalidArgumentError, match=r"hook 'blocks\.0\.attn\.hook_pattern' gives activations of shape"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"hook 'blocks\.0\.attn\.hook_pattern' gives activations of shape"):
         prompt_features(tiny, ["ab"], ["blocks.0.attn.hook_pattern"])
 
 
@@ -189,7 +176,7 @@ def test_check_token_rule_accepts_the_rules():
     ],
 )
 def test_check_token_rule_refusals(token, match):
-    with pytest.raises(st.InvalidArgumentError, match=match):
+    with pytest.raises(st.errors.InvalidArgumentError, match=match):
         check_token_rule(token)
 
 

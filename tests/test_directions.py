@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 import steering as st
+from conftest import CountRuns, BAD_LAYER_SPECS
 from steering.directions import (
     direction_from_pairs,
     mean_aggregator,
@@ -52,43 +53,19 @@ def by_hand_diffs(model, pos, neg, name, token):
                         for p, q in zip(pos, neg)])
 
 
-class CountRuns:
-    """Wraps ``model.run_with_cache`` to record the arguments of each call."""
-
-    def __init__(self, model, monkeypatch):
-        self.calls = []
-        original = model.run_with_cache
-
-        def wrapped(*args, **kwargs):
-            self.calls.append(kwargs)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(model, "run_with_cache", wrapped)
-
-
 def logits(model, text=TEXT):
     with torch.no_grad():
         return model(model.to_tokens(text))
 
 
 # ---------------------------------------------------------------- layer specs (every method)
-@pytest.mark.parametrize(
-    "layers, match",
-    [
-        ([], r"layer=\[\] is empty; allowed: an int, a non-empty list of ints in 0\.\.1, or 'all'\. Fix:"),
-        ([0, 0], r"layer=\[0, 0\] names block 0 twice \(0 and 0\); allowed: distinct layers.*Fix: drop the repeat"),
-        ([1, -1], r"layer=\[1, -1\] names block 1 twice \(1 and -1\)"),
-        ("every", r"layer='every' is not a layer spec; allowed: an int in 0\.\.1.*or 'all'\. Fix:"),
-        ([0, 5], r"layer=5 is out of range for this model \(2 layers\); allowed: 0\.\.1"),
-        (2, r"layer=2 is out of range for this model \(2 layers\)"),
-    ],
-)
+@pytest.mark.parametrize("layers, match", BAD_LAYER_SPECS)
 def test_bad_layers_are_refused(tiny, layers, match):
-    with pytest.raises(st.LayerOutOfRangeError, match=match):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=match):
         actadd_layers(tiny, "love", "hate", layers)
-    with pytest.raises(st.LayerOutOfRangeError, match=match):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=match):
         mean_diff(tiny, ["love"], ["hate"], layers)
-    with pytest.raises(st.LayerOutOfRangeError, match=match):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=match):
         pca_direction(tiny, ["love"], ["hate"], layers)
 
 
@@ -160,30 +137,30 @@ def test_swapping_the_lists_negates_the_mean(tiny):
 @pytest.mark.parametrize(
     "pos, neg, kwargs, error, match",
     [
-        (["a", "b"], ["c"], {}, st.InvalidArgumentError,
+        (["a", "b"], ["c"], {}, st.errors.InvalidArgumentError,
          r"pos_prompts has 2 prompts but neg_prompts has 1; allowed: equal counts.*Fix: pair every"),
-        ([], [], {}, st.InvalidArgumentError, r"pos_prompts=\[\]; allowed: a non-empty list of strings.*Fix:"),
-        (["a"], [], {}, st.InvalidArgumentError, r"neg_prompts=\[\]; allowed: a non-empty list of strings"),
-        (["a", ""], ["b", "c"], {}, st.EmptyPromptError, r"pos_prompts\[1\] is the empty string; allowed:.*Fix:"),
-        (["ab"], ["cd"], {"token": "first"}, st.InvalidArgumentError,
+        ([], [], {}, st.errors.InvalidArgumentError, r"pos_prompts=\[\]; allowed: a non-empty list of strings.*Fix:"),
+        (["a"], [], {}, st.errors.InvalidArgumentError, r"neg_prompts=\[\]; allowed: a non-empty list of strings"),
+        (["a", ""], ["b", "c"], {}, st.errors.EmptyPromptError, r"pos_prompts\[1\] is the empty string; allowed:.*Fix:"),
+        (["ab"], ["cd"], {"token": "first"}, st.errors.InvalidArgumentError,
          r"token='first'; allowed: 'last' .*'mean' .*or an int index.*Fix: pass e.g. token='last'"),
-        (["ab"], ["cd"], {"token": True}, st.InvalidArgumentError, r"token=True; allowed: 'last'"),
-        (["ab"], ["cd"], {"token": 0}, st.InvalidArgumentError,
+        (["ab"], ["cd"], {"token": True}, st.errors.InvalidArgumentError, r"token=True; allowed: 'last'"),
+        (["ab"], ["cd"], {"token": 0}, st.errors.InvalidArgumentError,
          r"token=0 selects the BOS token.*allowed: 'last', 'mean', or an index of a real token.*Fix: pass token=1"),
-        (["abcd", "ab"], ["efgh", "efgh"], {"token": 3}, st.InvalidArgumentError,
+        (["abcd", "ab"], ["efgh", "efgh"], {"token": 3}, st.errors.InvalidArgumentError,
          r"token=3 is out of range for pos_prompts\[1\]='ab', which has 3 tokens with BOS \(indices 0\.\.2, or "
          r"-3\.\.-1\); allowed: an index inside every prompt\. Fix:"),
-        (["abcd"], ["ef"], {"token": -4}, st.InvalidArgumentError,
+        (["abcd"], ["ef"], {"token": -4}, st.errors.InvalidArgumentError,
          r"token=-4 is out of range for neg_prompts\[0\]='ef', which has 3 tokens"),
-        (["abcd"], ["ef"], {"token": -3}, st.InvalidArgumentError,
+        (["abcd"], ["ef"], {"token": -3}, st.errors.InvalidArgumentError,
          r"token=-3 selects the BOS token of neg_prompts\[0\]='ef'.*Fix:"),
-        (["ab"], ["cd"], {"batch_size": 0}, st.InvalidArgumentError, r"batch_size=0; allowed: an int ≥ 1.*Fix:"),
-        (["a" * 300], ["b"], {}, st.ContextLengthError,
+        (["ab"], ["cd"], {"batch_size": 0}, st.errors.InvalidArgumentError, r"batch_size=0; allowed: an int ≥ 1.*Fix:"),
+        (["a" * 300], ["b"], {}, st.errors.ContextLengthError,
          r"pos_prompts\[0\]='aaaa.*is 301 tokens long but the model's context is 256.*Fix: shorten"),
-        (["ab"], ["cd"], {"hook": "attn.hook_pattern"}, st.InvalidArgumentError,
+        (["ab"], ["cd"], {"hook": "attn.hook_pattern"}, st.errors.InvalidArgumentError,
          r"hook 'blocks.1.attn.hook_pattern' gives activations of shape \(2, 4, 3, 3\); allowed: hooks with "
          r"\[batch, pos, d_model\]"),
-        (["ab"], ["cd"], {"hook": "resid"}, st.UnknownHookError, r"hook='resid' is not a hook point"),
+        (["ab"], ["cd"], {"hook": "resid"}, st.errors.UnknownHookError, r"hook='resid' is not a hook point"),
     ],
 )
 @pytest.mark.parametrize("method", [mean_diff, pca_direction])
@@ -196,16 +173,16 @@ def test_bad_inputs_are_refused(tiny, untyped, method, pos, neg, kwargs, error, 
 @pytest.mark.parametrize("method", [mean_diff, pca_direction])
 def test_a_prompt_that_is_not_a_string_is_refused(tiny, untyped, method):
     # With the runtime checks off: under them the public signature rejects these first.
-    with pytest.raises(st.InvalidArgumentError, match=r"neg_prompts\[1\]=3 is a int; allowed: str\. Fix:"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"neg_prompts\[1\]=3 is a int; allowed: str\. Fix:"):
         method(tiny, ["a", "b"], ["a", 3], 1)
-    with pytest.raises(st.InvalidArgumentError, match=r"pos_prompts=None; allowed: a non-empty list of strings "
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"pos_prompts=None; allowed: a non-empty list of strings "
                        r"\(one prompt per pair\)\. Fix: pass e\.g\. pos_prompts=\['I love you', 'What a great day'\]\."):
         method(tiny, None, ["b"], 1)
     assert text_list("pos_prompts", "one") == ["one"]  # the validator the methods use: a string is one pair
 
 
 def test_an_empty_prompt_is_refused_with_the_pair_wording(tiny):
-    with pytest.raises(st.EmptyPromptError, match=r"^neg_prompts\[0\] is the empty string; allowed: prompts with at least "
+    with pytest.raises(st.errors.EmptyPromptError, match=r"^neg_prompts\[0\] is the empty string; allowed: prompts with at least "
                        r"one token after BOS \(an empty prompt would read the BOS activation, the same for every "
                        r"prompt\)\. Fix: give it text or drop the pair\.$"):
         mean_diff(tiny, ["a"], [""], 1)
@@ -321,12 +298,12 @@ def test_pca_warns_when_the_pairs_cancel(tiny):
 
 
 def test_pca_refuses_identical_pairs_and_bad_options(tiny, untyped):
-    with pytest.raises(st.InvalidArgumentError, match=r"at blocks.1.hook_resid_pre every positive prompt has exactly "
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"at blocks.1.hook_resid_pre every positive prompt has exactly "
                        r"the activation of its negative prompt \(all 2 differences are zero\).*Fix:"):
         pca_direction(tiny, ["same", "also"], ["same", "also"], layer=1)
-    with pytest.raises(st.InvalidArgumentError, match=r"scale='norm'; allowed: 'projection' .*or 'unit'.*Fix:"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"scale='norm'; allowed: 'projection' .*or 'unit'.*Fix:"):
         pca_direction(tiny, POS, NEG, layer=1, scale="norm")
-    with pytest.raises(st.InvalidArgumentError, match=r"center=1; allowed: True or False\. Fix: pass center=True\."):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"center=1; allowed: True or False\. Fix: pass center=True\."):
         pca_direction(tiny, POS, NEG, layer=1, center=1)
 
 
@@ -389,13 +366,13 @@ def test_the_runner_reads_every_layer_in_one_pass_per_batch(tiny, monkeypatch):
 
 
 def test_bad_aggregators_are_refused(tiny, untyped):
-    with pytest.raises(st.InvalidArgumentError, match=r"aggregator='mean'; allowed: a callable aggregate\(diffs, "
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"aggregator='mean'; allowed: a callable aggregate\(diffs, "
                        r"hook_name\) -> \(direction, meta\)\. Fix: pass e\.g\. aggregator=mean_aggregator\(\)\."):
         direction_from_pairs(tiny, POS, NEG, 1, "mean")
-    with pytest.raises(st.InvalidArgumentError, match=r"the aggregator returned Tensor at blocks\.1\.hook_resid_pre; "
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"the aggregator returned Tensor at blocks\.1\.hook_resid_pre; "
                        r"allowed: a \(tensor, dict\) pair"):
         direction_from_pairs(tiny, POS, NEG, 1, lambda diffs, name: diffs.mean(dim=0))
-    with pytest.raises(st.InvalidArgumentError, match=r"scale='norm'; allowed: 'projection'"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"scale='norm'; allowed: 'projection'"):
         pca_aggregator(scale="norm")
 
 

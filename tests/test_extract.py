@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
 import steering as st
+from conftest import CountRuns
 from steering.extract import actadd_layers
 from steering.hooks import STEERABLE_HOOKS
 from steering.tokens import tokenize_prompt
@@ -30,20 +31,6 @@ def by_hand(model, pos_ids, neg_ids, name):
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter=[name])
     return cache[name][0] - cache[name][1]
-
-
-class CountRuns:
-    """Wraps ``model.run_with_cache`` to record the keyword arguments of each call."""
-
-    def __init__(self, model, monkeypatch):
-        self.calls = []
-        original = model.run_with_cache
-
-        def wrapped(*args, **kwargs):
-            self.calls.append(kwargs)
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(model, "run_with_cache", wrapped)
 
 
 def logits(model, text="I went up to my friend and said"):
@@ -111,7 +98,7 @@ def test_pad_rule_changes_the_vector(tiny):
     ],
 )
 def test_bad_pad_rules_are_refused(tiny, pad, match):
-    with pytest.raises(st.InvalidArgumentError, match=match):
+    with pytest.raises(st.errors.InvalidArgumentError, match=match):
         st.actadd(tiny, "love it", "hate", layer=1, pad=pad)
     assert st.active_hooks(tiny) == 0
 
@@ -171,7 +158,7 @@ def test_empty_positive_prompt_is_allowed(tiny):
 
 
 def test_both_prompts_empty_is_refused(tiny):
-    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty; allowed: at least one non-empty.*Fix:"):
+    with pytest.raises(st.errors.EmptyPromptError, match=r"pos='' and neg='' are both empty; allowed: at least one non-empty.*Fix:"):
         st.actadd(tiny, "", "", layer=1)
     assert st.active_hooks(tiny) == 0
 
@@ -242,27 +229,27 @@ def test_actadd_layers_list_steers_all_layers_together(any_tiny, no_hooks):
 
 
 def test_actadd_layers_refuses_what_actadd_refuses(tiny):
-    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
+    with pytest.raises(st.errors.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
         actadd_layers(tiny, "", "", "all")
-    with pytest.raises(st.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
+    with pytest.raises(st.errors.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
         actadd_layers(tiny, "a", "b", "all", hook="resid_pr")
-    with pytest.raises(st.ContextLengthError, match=r"300 tokens long after padding.*context is 256"):
+    with pytest.raises(st.errors.ContextLengthError, match=r"300 tokens long after padding.*context is 256"):
         actadd_layers(tiny, "a" * 299, "b", "all")
 
 def test_a_prompt_that_is_not_a_string_is_refused(tiny, untyped):
-    with pytest.raises(st.InvalidArgumentError, match=r"neg=3 is a int; allowed: str\. Fix: pass the prompt text\."):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"neg=3 is a int; allowed: str\. Fix: pass the prompt text\."):
         st.actadd(tiny, "a", 3, layer=1)
-    with pytest.raises(st.InvalidArgumentError, match=r"pos=None is a NoneType; allowed: str"):
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"pos=None is a NoneType; allowed: str"):
         actadd_layers(tiny, None, "", "all")
 
 
 def test_a_bad_prompt_is_reported_before_a_bad_pad_rule(tiny):
-    with pytest.raises(st.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
+    with pytest.raises(st.errors.EmptyPromptError, match=r"pos='' and neg='' are both empty"):
         st.actadd(tiny, "", "", layer=1, pad="ab")
 
 
 def test_a_pair_longer_than_the_context_is_refused(tiny):
-    with pytest.raises(st.ContextLengthError, match=r"the prompt pair is 257 tokens long after padding but the model's "
+    with pytest.raises(st.errors.ContextLengthError, match=r"the prompt pair is 257 tokens long after padding but the model's "
                        r"context is 256; allowed: at most 256 tokens\. Fix: shorten the prompts\."):
         st.actadd(tiny, "a" * 256, "", layer=0)
     assert st.active_hooks(tiny) == 0

@@ -5,6 +5,7 @@ import re
 import pytest
 
 import steering as st
+from conftest import BAD_LAYER_SPECS
 from steering.hooks import STEERABLE_HOOKS, hook_names, n_layers
 
 
@@ -40,17 +41,17 @@ def test_negative_layers_count_from_the_end(tiny):
 
 @pytest.mark.parametrize("layer", [2, 99, -3])
 def test_layer_out_of_range(tiny, layer):
-    with pytest.raises(st.LayerOutOfRangeError, match=rf"layer={layer} is out of range .*2 layers.*0\.\.1.*-2\.\.-1"):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=rf"layer={layer} is out of range .*2 layers.*0\.\.1.*-2\.\.-1"):
         st.hook_name(tiny, layer)
 
 
 def test_bool_layer_is_not_an_integer(tiny):
-    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=True is not an integer.*0\.\.1"):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=r"layer=True is not an integer.*0\.\.1"):
         st.hook_name(tiny, True)
 
 
 def test_full_name_of_another_layer_is_refused(tiny):
-    with pytest.raises(st.UnknownHookError, match=r"names layer 1 but layer=0 was given") as info:
+    with pytest.raises(st.errors.UnknownHookError, match=r"names layer 1 but layer=0 was given") as info:
         st.hook_name(tiny, 0, "blocks.1.hook_resid_pre")
     # the fix names both ways out
     assert "hook='hook_resid_pre'" in str(info.value) and "layer=1" in str(info.value)
@@ -61,7 +62,7 @@ def test_full_name_of_another_layer_is_refused(tiny):
     [("resid_pr", "resid_pre"), ("hook_resid_pots", "resid_post"), ("mlp_otu", "mlp_out"), ("attn_ot", "attn_out")],
 )
 def test_typos_suggest_the_nearest_hook_first(tiny, typo, suggested):
-    with pytest.raises(st.UnknownHookError, match=rf"hook='{typo}' is not a hook point") as info:
+    with pytest.raises(st.errors.UnknownHookError, match=rf"hook='{typo}' is not a hook point") as info:
         st.hook_name(tiny, 0, typo)
     message = str(info.value)
     assert f"Did you mean '{suggested}'" in message  # nearest first
@@ -71,7 +72,7 @@ def test_typos_suggest_the_nearest_hook_first(tiny, typo, suggested):
 @pytest.mark.parametrize("typo", ["resid_pr", "mlp_otu", "attn.hook_patern", "zzz"])
 def test_every_suggestion_is_accepted_when_passed_back(tiny, typo):
     """A "Did you mean X?" is only useful if hook=X then works."""
-    with pytest.raises(st.UnknownHookError) as info:
+    with pytest.raises(st.errors.UnknownHookError) as info:
         st.hook_name(tiny, 0, typo)
     suggestions = re.findall(r"'([^']+)'", str(info.value).split("Did you mean", 1)[1])
     assert suggestions
@@ -85,12 +86,12 @@ def test_nested_short_name_is_accepted(tiny):
 
 
 def test_unknown_full_name_is_refused(tiny):
-    with pytest.raises(st.UnknownHookError, match=r"'blocks\.0\.hook_nonsense' not in model\.hook_dict"):
+    with pytest.raises(st.errors.UnknownHookError, match=r"'blocks\.0\.hook_nonsense' not in model\.hook_dict"):
         st.hook_name(tiny, 0, "blocks.0.hook_nonsense")
 
 
 def test_empty_hook_is_refused(tiny):
-    with pytest.raises(st.UnknownHookError, match=r"hook='' is not a hook name.*hook='resid_pre'"):
+    with pytest.raises(st.errors.UnknownHookError, match=r"hook='' is not a hook name.*hook='resid_pre'"):
         st.hook_name(tiny, 0, "")
 
 
@@ -116,30 +117,20 @@ def test_hook_names_of_a_spec_keep_the_order_given(any_tiny, layer, layers):
     assert names == [f"blocks.{each}.hook_resid_post" for each in layers] and single is False
 
 
-@pytest.mark.parametrize(
-    "layers, match",
-    [
-        ([], r"layer=\[\] is empty; allowed: an int, a non-empty list of ints in 0\.\.1, or 'all'\. Fix:"),
-        ([0, 0], r"layer=\[0, 0\] names block 0 twice \(0 and 0\); allowed: distinct layers.*Fix: drop the repeat"),
-        ([1, -1], r"layer=\[1, -1\] names block 1 twice \(1 and -1\)"),
-        ("every", r"layer='every' is not a layer spec; allowed: an int in 0\.\.1.*or 'all'\. Fix:"),
-        ([0, 5], r"layer=5 is out of range for this model \(2 layers\); allowed: 0\.\.1"),
-        (2, r"layer=2 is out of range for this model \(2 layers\)"),
-    ],
-)
+@pytest.mark.parametrize("layers, match", BAD_LAYER_SPECS)
 def test_hook_names_refuses_bad_specs(tiny, layers, match):
-    with pytest.raises(st.LayerOutOfRangeError, match=match):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=match):
         hook_names(tiny, layers, "resid_pre")
 
 
 def test_a_layer_list_holding_a_non_int_is_refused(tiny, untyped):
     # With the runtime type checks off (untyped): under them the signature (Sequence[int]) may reject it first.
-    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=\[0, '1'\] holds '1', a str; allowed: ints in 0\.\.1.*Fix:"):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=r"layer=\[0, '1'\] holds '1', a str; allowed: ints in 0\.\.1.*Fix:"):
         hook_names(tiny, [0, "1"], "resid_pre")
-    with pytest.raises(st.LayerOutOfRangeError, match=r"layer=\[True\] holds True, a bool"):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=r"layer=\[True\] holds True, a bool"):
         hook_names(tiny, [True], "resid_pre")
 
 
 def test_hook_names_refuses_an_unknown_hook(tiny):
-    with pytest.raises(st.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
+    with pytest.raises(st.errors.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
         hook_names(tiny, "all", "resid_pr")

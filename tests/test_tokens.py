@@ -50,7 +50,7 @@ def test_pair_pad_id_rules(tiny):
     ],
 )
 def test_bad_pair_pad_rules_are_refused(tiny, pad, match):
-    with pytest.raises(st.InvalidArgumentError, match=match):
+    with pytest.raises(st.errors.InvalidArgumentError, match=match):
         pair_pad_id(tiny, pad)
 
 
@@ -59,7 +59,7 @@ def test_a_missing_special_token_is_refused(pad, token):
     tokenizer = SimpleNamespace(eos_token_id=None, pad_token_id=None)
     model = SimpleNamespace(tokenizer=tokenizer, cfg=SimpleNamespace(d_vocab=10))
     match = rf"pad='{pad}' but the tokenizer has no {token} token\. Fix: use pad='space'\."
-    with pytest.raises(st.InvalidArgumentError, match=match):
+    with pytest.raises(st.errors.InvalidArgumentError, match=match):
         pair_pad_id(model, pad)
 
 
@@ -95,7 +95,7 @@ def test_equal_lengths_are_not_padded():
 
 def test_an_unknown_side_is_refused():
     rows = [torch.tensor([1])]
-    with pytest.raises((st.InvalidArgumentError, TypeError), match=r"side"):
+    with pytest.raises((st.errors.InvalidArgumentError, TypeError), match=r"side"):
         pad_batch(rows, 0, "middle")
 
 
