@@ -91,7 +91,7 @@ import torch
 from . import __version__
 from .errors import InvalidArgumentError, InvalidVectorError, VectorFileError, VectorMismatchError
 from .files import atomic_write
-from .hooks import residual_index
+from .hooks import block_output_hook, residual_index
 from .persist import input_path, output_path, read_file, write_file
 from .vectors import SteeringVector, file_entry
 
@@ -243,8 +243,8 @@ def export_gguf(
                 "llama.cpp runs the original weights and enable_compatibility_mode changes the residual values. "
                 "Fix: rebuild the vector on a model without compatibility mode."
             )
-        name = gguf_tensor_name(vec.hook_name)
-        index = int(name.split(".")[1])
+        name = gguf_tensor_name(vec.hook_name)  # checks the hook llama.cpp can steer
+        index = residual_index(vec.hook_name)
         if index in by_index:
             j = by_index[index]
             raise InvalidArgumentError(
@@ -370,7 +370,7 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
         raise bad(f"holds directions of different widths {widths}, which llama.cpp rejects")
     out = []
     for index in sorted(found):
-        hook_name = f"blocks.{index}.hook_resid_post"
+        hook_name = block_output_hook(index)
         recorded = _string_field(reader, _KEY_HOOK.format(index))
         if recorded is not None and residual_index(recorded) == index:
             hook_name = recorded  # the equivalent name the vector was exported from

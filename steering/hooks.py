@@ -28,6 +28,7 @@ __all__ = [
     "parse_hook_name",
     "layer_of",
     "residual_index",
+    "block_output_hook",
     "STEERABLE_HOOKS",
     "BLOCK_BOUNDARY_HOOKS",
     "LayerSpec",
@@ -69,6 +70,18 @@ def layer_of(name: str) -> int:
     if layer is None:
         raise UnknownHookError(f"hook {name!r} is not a block hook; allowed: 'blocks.<layer>.<hook>' names.")
     return layer
+
+
+def block_output_hook(layer: int) -> str:
+    """The full name of the hook reading block ``layer``'s output (``blocks.{layer}.hook_resid_post``), for
+    code that names a hook point without a model at hand (files from other tools); :func:`hook_name`
+    validates against a model.
+
+    Example:
+        >>> block_output_hook(6)
+        'blocks.6.hook_resid_post'
+    """
+    return f"blocks.{int(layer)}.hook_resid_post"
 
 
 def residual_index(name: str) -> Optional[int]:
