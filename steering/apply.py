@@ -1,11 +1,12 @@
 """Applying steering vectors: the ``steer`` context manager and the hooks behind it.
 
-Inside ``with steer(model, vec, coeff):`` every forward pass of ``model`` — a plain
-call, ``run_with_cache``, ``model.generate`` or Hugging Face ``generate`` on
-``model.original_model`` — gets ``coeff · vec`` added at ``vec.hook_name``, at the positions
+Inside ``with steer(model, vec, coeff):`` every forward pass of ``model`` in that thread — a
+plain call, ``run_with_cache``, ``model.generate``, Hugging Face ``generate`` on
+``model.original_model`` or :func:`steering.generate` (whose own steering then adds to the
+block's) — gets ``coeff · vec`` added at ``vec.hook_name``, at the positions
 :mod:`steering.placement` chooses (front alignment for ActAdd vectors, exact under left
 padding and the KV cache). The hooks are removed on exit, also when the body raises
-(KeyboardInterrupt included).
+(KeyboardInterrupt included). Other threads using the same model are not steered by the block.
 
 :func:`attached` is the same machinery for the library's own engines (generation, metrics):
 it hooks a resolved backend (:mod:`steering.backends`) and knows each row's prompt length.
@@ -31,7 +32,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 
 from . import _fast
-from .backends import Target, hf_module
+from .backends import Target, enter_block, exit_block, hf_module
 from .errors import InvalidCoefficientError, PromptTooShortError, warn_user
 from .placement import (
     Operator, Positions, Rule, ShortPrompt, Span, apply_rule, check_options, make_rule, past_span, placement,
@@ -86,6 +87,7 @@ class _Steerer:
         self.tracker = tracker
         self.prompt_lengths = prompt_lengths  # real prompt length per row, set by the engines
         self.n_vec = None if vector.is_direction else int(vector.tensor.shape[0])
+        self.owner = threading.get_ident()  # steering is per call: other threads' passes are left alone
         self.last_lengths: Optional[Tensor] = None
         self._cache: dict[tuple, Tensor] = {}
         self.warned = False
@@ -131,6 +133,8 @@ class _Steerer:
         return coeffs
 
     def __call__(self, resid: Float[Tensor, "batch pos d_model"]) -> Tensor:
+        if threading.get_ident() != self.owner:
+            return resid  # a forward pass of another thread on the same model: not ours to steer
         per_row = isinstance(self.coeff, Tensor)
         if self.rule.op in ("add", "ablate") and not per_row and self.coeff == 0.0:
             return resid
@@ -300,4 +304,8 @@ def steer(
     """
     target = Target("bridge", hf_module(model), model)
     with attached(target, vector, coeff, positions=positions, op=op, value=value, short_prompt=short_prompt):
-        yield
+        enter_block(model)
+        try:
+            yield
+        finally:
+            exit_block(model)

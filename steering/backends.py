@@ -8,7 +8,12 @@
   outputs (``resid_post``). Runs at plain Hugging Face speed; serves those two hook kinds only.
 * ``"auto"`` (default) — the environment's default (``STEERING_BACKEND`` / ``STEERING_FAST``,
   read by :func:`steering.settings.settings` at each call), else the twin whenever it can
-  serve the call.
+  serve the call. Inside a :func:`steering.steer` block (in the same thread) it is the bridge,
+  so the block's steering composes with the call's own.
+
+Threads: the steering hooks act only in the thread that attached them, so another thread's
+calls on the same model are never steered by them; and the library's own calls on one model
+hold :func:`model_lock`, so they run one after the other rather than mixing their per-call state.
 
 Both compute the same function; the tests compare their logits and greedy texts.
 
@@ -19,6 +24,8 @@ Example:
     ('bridge', 'twin')
 """
 
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence
 
@@ -31,7 +38,65 @@ from .hooks import BLOCK_BOUNDARY_HOOKS
 from .settings import BACKENDS, Backend, settings
 from .vectors import SteeringVector
 
-__all__ = ["Target", "resolve", "check_backend", "hf_module"]
+__all__ = ["Target", "resolve", "check_backend", "hf_module", "model_lock", "enter_block", "exit_block", "in_block"]
+
+_LOCKS: "weakref.WeakKeyDictionary[Any, threading.RLock]" = weakref.WeakKeyDictionary()
+_BLOCKS: "weakref.WeakKeyDictionary[Any, dict[int, int]]" = weakref.WeakKeyDictionary()
+_REGISTRY_LOCK = threading.Lock()
+
+
+def model_lock(model: Any) -> threading.RLock:
+    """The lock every steering-lens call that runs ``model`` holds (re-entrant, one per model).
+
+    The library's own calls (generation, the forward engine, sweeps) attach hooks and per-call
+    state (packed weights, shared rows) to modules shared by every thread; holding this lock, two
+    threads' calls on one model run one after the other instead of seeing each other's state.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> model_lock(model) is model_lock(model)
+        True
+    """
+    with _REGISTRY_LOCK:
+        lock = _LOCKS.get(model)
+        if lock is None:
+            lock = _LOCKS[model] = threading.RLock()
+        return lock
+
+
+def enter_block(model: Any) -> None:
+    """Record that the current thread entered a :func:`steering.steer` block on ``model``."""
+    with _REGISTRY_LOCK:
+        blocks = _BLOCKS.setdefault(model, {})
+        blocks[threading.get_ident()] = blocks.get(threading.get_ident(), 0) + 1
+
+
+def exit_block(model: Any) -> None:
+    """Record that the current thread left a :func:`steering.steer` block on ``model``."""
+    with _REGISTRY_LOCK:
+        blocks = _BLOCKS.get(model, {})
+        ident = threading.get_ident()
+        blocks[ident] = blocks.get(ident, 1) - 1
+        if blocks[ident] <= 0:
+            del blocks[ident]
+
+
+def in_block(model: Any) -> bool:
+    """Whether the current thread is inside a :func:`steering.steer` block on ``model``.
+
+    Example:
+        >>> import steering as st
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> with st.steer(model, st.actadd(model, "a", "b", layer=1), 2.0):
+        ...     in_block(model)
+        True
+        >>> in_block(model)
+        False
+    """
+    with _REGISTRY_LOCK:
+        return bool(_BLOCKS.get(model, {}).get(threading.get_ident()))
 
 
 def hf_module(model: Any) -> torch.nn.Module:
@@ -148,10 +213,13 @@ def resolve(model: Any, vectors: Sequence[SteeringVector], backend: Backend = "a
     """
     backend = check_backend(backend)
     if backend == "auto":
-        backend = settings().backend
+        backend = "bridge" if in_block(model) else settings().backend
     if backend == "bridge":
         return Target("bridge", hf_module(model), model)
     refusal = _twin_refusal(model, vectors)
+    if refusal is None and in_block(model):
+        refusal = ("the call is inside a steer() block, whose hooks sit on the bridge's hook points and would not "
+                   "fire on the twin")
     if refusal is None:
         return Target("twin", _fast.twin_for(model), model)
     if backend == "twin":

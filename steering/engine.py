@@ -28,7 +28,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .apply import attached
-from .backends import Target, resolve
+from .backends import Target, model_lock, resolve
 from .errors import InvalidArgumentError
 from .placement import Operator, Positions
 from .settings import Backend
@@ -113,7 +113,7 @@ def forward_logprobs(
     target: Target = resolve(model, vector_list(vector) if steered else [], backend)
     pad_id = fill_id(model)
     out: list[Tensor] = []
-    with torch.no_grad():
+    with model_lock(model), torch.no_grad():
         for i in range(0, len(seqs), batch_size):
             chunk = list(seqs[i : i + batch_size])
             kwargs, tokens = _batch_inputs(chunk, pad_id, readout, target.device)

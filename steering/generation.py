@@ -29,7 +29,7 @@ from torch import Tensor
 
 from . import _fast
 from .apply import attached
-from .backends import Target, resolve
+from .backends import Target, model_lock, resolve
 from .errors import ContextLengthError, InvalidArgumentError
 from .placement import Operator, Positions, ShortPrompt
 from ._progress import progress_bar
@@ -163,7 +163,7 @@ def _run(plan: _Plan) -> list[str]:
     packing = _fast.packed_weights(target.model, rows, steps) if target.kind == "twin" else contextlib.nullcontext()
     devices = [target.device] if target.device.type == "cuda" else []
     completions: list[str] = []
-    with torch.random.fork_rng(devices=devices), torch.no_grad(), packing, progress_bar(
+    with model_lock(target.model), torch.random.fork_rng(devices=devices), torch.no_grad(), packing, progress_bar(
         total=len(plan.chunks) * steps, desc="generating", unit="tok", disable=not plan.show, leave=False
     ) as bar:
         if plan.seed is not None:
@@ -283,5 +283,5 @@ def generate(
         freq_penalty=freq_penalty, seed=seed,
         show=progress if progress is not None else len(rows) * max_new_tokens >= 4096,
     )
-    with _eos_cleared(plan.target.module, stop_at_eos):
+    with model_lock(model), _eos_cleared(plan.target.module, stop_at_eos):  # shared config: under the lock
         return _run(plan)

@@ -42,7 +42,7 @@ import torch
 
 from . import _fast
 from ._progress import progress_bar
-from .backends import resolve
+from .backends import model_lock, resolve
 from .engine import forward_logprobs
 from .errors import InvalidArgumentError, warn_user
 from .extract import actadd_layers
@@ -319,7 +319,7 @@ def sweep(
     n_kl = sum(len(v) for v in s.kl_ids.values())
     work = len(vectors) * len(s.steered) * (len(s.prompts) * bool(s.forward) + n_kl) + len(s.prompts) + n_kl
     show = progress if progress is not None else (work >= 64 or bool(s.sampled))
-    with progress_bar(total=work, desc="sweep", unit="row", disable=not show, leave=False) as bar:
+    with model_lock(model), progress_bar(total=work, desc="sweep", unit="row", disable=not show, leave=False) as bar:
         resume = _resumable(model, s.prompt_ids, vectors, hook, backend) if s.forward and reuse else None
         baseline, base_kl = _baseline(s, resume, bar)
         for vec in vectors:
