@@ -35,7 +35,8 @@ from . import _fast
 from .backends import Target, enter_block, exit_block, hf_module
 from .errors import InvalidCoefficientError, PromptTooShortError, warn_user
 from .placement import (
-    Operator, Positions, Rule, ShortPrompt, Span, apply_rule, check_options, make_rule, past_span, placement,
+    Operator, Positions, Rule, ShortPrompt, Span, apply_rule, check_magnitude, check_options, make_rule, past_span,
+    placement,
 )
 from .validate import coeffs as check_coeffs
 from .validate import vector_list
@@ -179,7 +180,9 @@ def _plan(model: Any, vector: Any, coeff: Any, positions: Optional[Positions] = 
     for vec in vectors:
         vec.check_finite()
         vec.check_compatible(model)
-        plan.append((vec, make_rule(vec, positions, op, value, short_prompt)))
+        rule = make_rule(vec, positions, op, value, short_prompt)
+        check_magnitude(vec, rule, coeff)
+        plan.append((vec, rule))
     return coeff, plan
 
 

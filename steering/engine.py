@@ -33,6 +33,7 @@ from .errors import InvalidArgumentError
 from .placement import Operator, Positions
 from .settings import Backend
 from .tokens import fill_id, left_pad, right_pad
+from .sampling import check_finite_logits
 from .validate import count, vector_list
 from .vectors import SteeringVector
 
@@ -122,6 +123,8 @@ def forward_logprobs(
                     logits = target.module(**kwargs).logits
             else:
                 logits = target.module(**kwargs).logits
+            label = f"with steering at {vector.hook_name}" if steered else "without steering"
+            check_finite_logits(logits[..., -1, :] if readout == "last" else logits, label)
             out += _read(logits, tokens, chunk, readout)
             if bar is not None:
                 bar.update(len(chunk))

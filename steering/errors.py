@@ -31,6 +31,7 @@ __all__ = [
     "InvalidArgumentError",
     "PromptTooShortError",
     "VectorFileError",
+    "NonFiniteError",
     "SteeringWarning",
     "warn_user",
 ]
@@ -92,6 +93,10 @@ class PromptTooShortError(SteeringError, ValueError):
 
 class VectorFileError(SteeringError, ValueError):
     """A file is missing, unreadable, or not a steering-lens vector file this version can read."""
+
+
+class NonFiniteError(SteeringError, ArithmeticError):
+    """Steering drove the model's activations or logits to Inf/NaN (an addition far beyond the residual's scale)."""
 
 
 class SteeringWarning(UserWarning):

@@ -33,14 +33,14 @@ from .backends import Target, model_lock, resolve
 from .errors import ContextLengthError, InvalidArgumentError
 from .placement import Operator, Positions, ShortPrompt
 from ._progress import progress_bar
-from .sampling import FrequencyPenalty, NucleusSampler, StepBar
+from .sampling import FiniteCheck, FrequencyPenalty, NucleusSampler, StepBar
 from .settings import Backend
 from .tokens import fill_id, left_pad, tokenize_prompt
 from .validate import coeffs as check_coeffs
 from .validate import count, finite_number, text_list, vector_list
 from .vectors import SteeringVector
 
-__all__ = ["generate", "repeat_block"]
+__all__ = ["generate", "repeat_block", "steering_label"]
 
 
 _EMPTY_PROMPT = (
@@ -123,6 +123,19 @@ def repeat_block(rows: list) -> Optional[int]:
     return None
 
 
+def steering_label(vectors: list, coeff: Any) -> str:
+    """What steers a call, for error messages: ``with steering at <hooks> (coeff=...)``.
+
+    Example:
+        >>> steering_label([], 1.0)
+        'without steering (the model itself, or an enclosing steer() block)'
+    """
+    if not vectors:
+        return "without steering (the model itself, or an enclosing steer() block)"
+    shown = coeff.tolist() if isinstance(coeff, Tensor) else coeff
+    return f"with steering at {', '.join(v.hook_name for v in vectors)} (coeff={shown})"
+
+
 def _sharing(plan: _Plan, chunk: list) -> Any:
     """Row sharing below the steered layer for per-row coefficients on the twin (identical prompt blocks)."""
     if not (isinstance(plan.coeff, Tensor) and plan.target.kind == "twin" and plan.config.use_cache):
@@ -143,6 +156,7 @@ def _run_chunk(plan: _Plan, chunk: list, chunk_coeffs: list, bar: Any) -> list[s
         processors.insert(0, plan.sampler)
     if plan.freq_penalty:
         processors.insert(0, FrequencyPenalty(float(plan.freq_penalty), tokens.shape[1]))
+    processors.insert(0, FiniteCheck(steering_label(plan.vectors, plan.coeff)))
     device = plan.target.device
     kwargs = dict(input_ids=tokens.to(device), attention_mask=mask.to(device), generation_config=plan.config,
                   logits_processor=LogitsProcessorList(processors))

@@ -40,7 +40,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .errors import InvalidArgumentError, InvalidVectorError
+from .errors import InvalidArgumentError, InvalidCoefficientError, InvalidVectorError
 from .validate import coeff as check_coeff
 from .vectors import SteeringVector
 
@@ -52,6 +52,8 @@ __all__ = [
     "Span",
     "make_rule",
     "check_options",
+    "check_magnitude",
+    "MAX_ADDED_NORM",
     "placement",
     "past_span",
     "addition",
@@ -215,6 +217,42 @@ def _check_shape(vec: SteeringVector, pos: Positions, op: Operator) -> None:
         raise InvalidArgumentError(
             f"positions='front' needs a per-position [pos, d_model] vector, but the vector at {vec.hook_name} "
             "is a single direction; allowed: 'all' for directions. Fix: pass positions='all'."
+        )
+
+
+#: The largest addition norm (``|coeff| · ‖v‖``, or a clamp's ``|value|``) steering accepts. Beyond it the
+#: squares that the model's norm layers sum over ``d_model`` components approach float32's limit
+#: (3.4e38) and the residual turns into Inf/NaN; useful additions are within a few times the residual norm.
+MAX_ADDED_NORM = 1e15
+
+
+def check_magnitude(vector: SteeringVector, rule: Rule, coeff: Union[float, Tensor]) -> None:
+    """Refuse a coefficient (or clamp value) whose addition could only overflow the model.
+
+    Raises:
+        InvalidCoefficientError: ``|coeff| · ‖v‖`` (add), ``|coeff|`` (ablate) or ``|value|`` (clamp)
+            exceeds :data:`MAX_ADDED_NORM`.
+
+    Example:
+        >>> v = SteeringVector(torch.ones(4), hook_name="blocks.0.hook_resid_pre")
+        >>> check_magnitude(v, Rule("all"), 1e308)
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidCoefficientError: coeff=1e+308 adds a vector of norm inf at blocks.0.hook_resid_pre; allowed: additions up to 1e+15 (beyond that the model's activations overflow float32 and the text comes back empty or NaN). Fix: use a coefficient of the order of the residual norm over the vector norm (st.norm_profile shows both), typically 1..20.
+    """
+    c = float(coeff.abs().max()) if isinstance(coeff, Tensor) else abs(float(coeff))
+    if rule.op == "clamp":
+        size, what = abs(float(rule.value)), f"value={rule.value!r} sets a projection of size {abs(float(rule.value)):.3g}"
+    elif rule.op == "ablate":
+        size, what = c, f"coeff={c:g} scales the removed projection by {c:.3g}"
+    else:
+        size = c * float(vector.norm().max())
+        what = f"coeff={c:g} adds a vector of norm {size:.3g}"
+    if not size <= MAX_ADDED_NORM:
+        raise InvalidCoefficientError(
+            f"{what} at {vector.hook_name}; allowed: additions up to {MAX_ADDED_NORM:g} (beyond that the model's "
+            "activations overflow float32 and the text comes back empty or NaN). Fix: use a coefficient of the order "
+            "of the residual norm over the vector norm (st.norm_profile shows both), typically 1..20."
         )
 
 

@@ -19,7 +19,9 @@ from typing import Any, Optional
 import torch
 from torch import Tensor
 
-__all__ = ["NucleusSampler", "FrequencyPenalty", "StepBar"]
+from .errors import NonFiniteError
+
+__all__ = ["NucleusSampler", "FrequencyPenalty", "StepBar", "FiniteCheck", "check_finite_logits"]
 
 
 class FrequencyPenalty:
@@ -128,4 +130,34 @@ class StepBar:
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         self.bar.update(1)
+        return scores
+
+
+def check_finite_logits(scores: Tensor, where: str) -> None:
+    """Raise :class:`~steering.errors.NonFiniteError` when logits hold NaN or +Inf, or a row is all -Inf.
+
+    ``where`` says what was steering the call (it goes into the message).
+
+    Example:
+        >>> check_finite_logits(torch.tensor([[0.0, float("nan")]]), "with steering at blocks.1.hook_resid_pre (coeff=1e+12)")
+        Traceback (most recent call last):
+        ...
+        steering.errors.NonFiniteError: the model's logits are NaN/Inf with steering at blocks.1.hook_resid_pre (coeff=1e+12); allowed: additions within float32's range. Fix: lower the coefficient (typical values are 1..20; st.norm_profile compares the addition with the residual norm).
+    """
+    bad = torch.isnan(scores).any() or torch.isposinf(scores).any() or torch.isneginf(scores).all(dim=-1).any()
+    if bool(bad):
+        raise NonFiniteError(
+            f"the model's logits are NaN/Inf {where}; allowed: additions within float32's range. Fix: lower the "
+            "coefficient (typical values are 1..20; st.norm_profile compares the addition with the residual norm)."
+        )
+
+
+class FiniteCheck:
+    """A logits processor (run first) that stops generation with a clear error instead of empty text."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+
+    def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
+        check_finite_logits(scores, self.where)
         return scores

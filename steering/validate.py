@@ -41,10 +41,14 @@ def coeff(value: Any, name: str = "coeff") -> float:
     """
     if isinstance(value, Tensor) and value.numel() == 1:
         value = value.item()
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    try:  # an int beyond float range (10**400) overflows here rather than in the model
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value))
+    except OverflowError:
+        ok = False
     if not ok:
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "…"
         raise InvalidCoefficientError(
-            f"{name}={value!r} is not a finite number; allowed: any finite float (typical ActAdd values: "
+            f"{name}={shown} is not a finite number; allowed: any finite float (typical ActAdd values: "
             f"1..20, negative to steer the other way). Fix: pass e.g. {name}=5.0."
         )
     return float(value)

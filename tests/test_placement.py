@@ -139,3 +139,27 @@ def test_masked_prefix_rule(tiny):
     assert masked_prefix(v, 3) == 3
     assert masked_prefix(v.direction(), 12) == 0
     assert masked_prefix(v.direction(), 12, op="ablate") == 0
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(coeff=1e308), r"coeff=1e\+308 adds a vector of norm .* allowed: additions up to 1e\+15"),
+    (dict(coeff=1e16), r"coeff=1e\+16 adds a vector of norm"),
+    (dict(coeff=1e20, op="ablate", direction=True), r"coeff=1e\+20 scales the removed projection"),
+    (dict(op="clamp", value=1e308, direction=True), r"value=1e\+308 sets a projection of size 1e\+308"),
+])
+def test_additions_that_can_only_overflow_are_refused(tiny, kwargs, match, no_hooks):
+    """Huge but finite settings used to return '' for every prompt (greedy) or a raw RuntimeError (sampled)."""
+    vec = _vector(tiny, 3)
+    vec = vec.direction() if kwargs.pop("direction", False) else vec
+    coeff = kwargs.pop("coeff", 1.0)
+    for call in (lambda: st.generate(tiny, "hello", vec, coeff, max_new_tokens=3, **kwargs),
+                 lambda: st.generate(tiny, "hello", vec, coeff, max_new_tokens=3, do_sample=False, **kwargs)):
+        with pytest.raises(st.errors.InvalidCoefficientError, match=match):
+            call()
+    no_hooks(tiny)
+
+
+def test_a_huge_vector_is_refused_like_a_huge_coefficient(tiny):
+    vec = _vector(tiny, 3) * 1e30
+    with pytest.raises(st.errors.InvalidCoefficientError, match=r"coeff=1 adds a vector of norm"):
+        st.generate(tiny, "hello", vec, 1.0, max_new_tokens=2)

@@ -71,3 +71,27 @@ def test_sampler_draws_from_the_distribution_hf_samples_from(temperature, top_k,
     torch.manual_seed(3)
     assert torch.equal(out.argmax(dim=-1), sampler.draw(scores.clone()))
     assert torch.equal(torch.isinf(out).sum(dim=-1), torch.full((4,), 299))
+
+
+def test_non_finite_logits_stop_generation_with_a_clear_error(tiny, no_hooks):
+    """NaN activations used to come back as empty completions (issue 17, category 4)."""
+    import steering as st
+    from steering.errors import NonFiniteError
+    from steering.sampling import check_finite_logits
+
+    check_finite_logits(torch.tensor([[0.0, float("-inf")]]), "x")  # -inf for some tokens is fine
+    for bad in ([[float("nan"), 0.0]], [[float("inf"), 0.0]], [[float("-inf"), float("-inf")]]):
+        with pytest.raises(NonFiniteError, match=r"logits are NaN/Inf x; allowed:.*Fix: lower the coefficient"):
+            check_finite_logits(torch.tensor(bad), "x")
+
+    def poison(resid, hook):
+        return resid * float("nan")
+
+    point = "blocks.1.hook_resid_post"
+    with tiny.hooks(fwd_hooks=[(point, poison)]):
+        for kw in (dict(do_sample=False), dict(seed=0)):
+            with pytest.raises(NonFiniteError, match=r"without steering"):
+                st.generate(tiny, ["hello", "abc"], None, max_new_tokens=3, backend="bridge", **kw)
+        with pytest.raises(NonFiniteError):
+            st.off_target_kl(tiny, st.actadd(tiny, "a", "b", layer=0), ["a quiet day"], coeffs=[1.0], backend="bridge")
+    no_hooks(tiny)

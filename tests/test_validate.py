@@ -60,3 +60,11 @@ def test_vector_lists():
     for bad in ([], [vec, 1], "vec", None):
         with pytest.raises(InvalidArgumentError, match=r"is not a SteeringVector; allowed: a SteeringVector or a list"):
             vector_list(bad)
+
+
+def test_numbers_beyond_float_range_are_refused_not_overflowed():
+    """An int too large for a float (10**400) used to raise a raw OverflowError (issue 17, category 4)."""
+    with pytest.raises(InvalidCoefficientError, match=r"coeff=1000000000000000000000000000000000000… is not a finite"):
+        coeff(10**400)
+    with pytest.raises(InvalidCoefficientError):
+        coeffs([1.0, 10**400])
