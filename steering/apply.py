@@ -36,7 +36,7 @@ from .backends import Target, enter_block, exit_block, hf_module
 from .errors import InvalidCoefficientError, PromptTooShortError, warn_user
 from .placement import (
     Operator, Positions, Rule, ShortPrompt, Span, apply_rule, check_magnitude, check_options, make_rule, past_span,
-    placement,
+    placement, truncation_message,
 )
 from .validate import coeffs as check_coeffs
 from .validate import vector_list
@@ -162,11 +162,7 @@ class _Steerer:
             )
         if not self.warned:
             self.warned = True
-            warn_user(
-                f"a prompt has {n_tokens} tokens (BOS included), fewer than the vector's {self.n_vec} positions: only "
-                f"its first {n_tokens} positions are added (short_prompt='truncate'). Pass short_prompt='error' "
-                "to make this an error."
-            )
+            warn_user(truncation_message(n_tokens, self.n_vec))
 
 
 def _plan(model: Any, vector: Any, coeff: Any, positions: Optional[Positions] = None, op: Operator = "add",

@@ -186,14 +186,18 @@ def check_backend(backend: Any) -> Backend:
     return backend
 
 
-def _twin_refusal(model: Any, vectors: Sequence[SteeringVector]) -> Optional[str]:
-    """Why the twin cannot serve these vectors (``None`` when it can)."""
+def _twin_or_refusal(model: Any, vectors: Sequence[SteeringVector]) -> tuple[Optional[torch.nn.Module], str]:
+    """The twin that can serve these vectors, or ``None`` and why it cannot."""
     for vec in vectors:
         if vec.hook not in BLOCK_BOUNDARY_HOOKS or vec.layer is None:
-            return f"the vector at {vec.hook_name} is not at a decoder layer's input or output (resid_pre/resid_post)"
-    if _fast.twin_for(model) is None:
-        return f"no plain Hugging Face twin can be built for {type(hf_module(model)).__name__}"
-    return None
+            return None, f"the vector at {vec.hook_name} is not at a decoder layer's input or output (resid_pre/resid_post)"
+    if in_block(model):
+        return None, ("the call is inside a steer() block, whose hooks sit on the bridge's hook points and would not "
+                      "fire on the twin")
+    twin = _fast.twin_for(model)
+    if twin is None:
+        return None, f"no plain Hugging Face twin can be built for {type(hf_module(model)).__name__}"
+    return twin, ""
 
 
 def resolve(model: Any, vectors: Sequence[SteeringVector], backend: Backend = "auto") -> Target:
@@ -216,12 +220,9 @@ def resolve(model: Any, vectors: Sequence[SteeringVector], backend: Backend = "a
         backend = "bridge" if in_block(model) else settings().backend
     if backend == "bridge":
         return Target("bridge", hf_module(model), model)
-    refusal = _twin_refusal(model, vectors)
-    if refusal is None and in_block(model):
-        refusal = ("the call is inside a steer() block, whose hooks sit on the bridge's hook points and would not "
-                   "fire on the twin")
-    if refusal is None:
-        return Target("twin", _fast.twin_for(model), model)
+    twin, refusal = _twin_or_refusal(model, vectors)
+    if twin is not None:
+        return Target("twin", twin, model)
     if backend == "twin":
         raise InvalidArgumentError(
             f"backend='twin' cannot serve this call: {refusal}; allowed: 'twin' for vectors at resid_pre/resid_post "

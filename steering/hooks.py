@@ -81,7 +81,11 @@ def block_output_hook(layer: int) -> str:
         >>> block_output_hook(6)
         'blocks.6.hook_resid_post'
     """
-    return f"blocks.{int(layer)}.hook_resid_post"
+    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
+        raise LayerOutOfRangeError(
+            f"layer={layer!r}; allowed: a block index, an int >= 0. Fix: pass e.g. layer=6."
+        )
+    return f"blocks.{layer}.hook_resid_post"
 
 
 def residual_index(name: str) -> Optional[int]:

@@ -53,6 +53,7 @@ __all__ = [
     "make_rule",
     "check_options",
     "check_magnitude",
+    "truncation_message",
     "MAX_ADDED_NORM",
     "placement",
     "past_span",
@@ -254,6 +255,18 @@ def check_magnitude(vector: SteeringVector, rule: Rule, coeff: Union[float, Tens
             "activations overflow float32 and the text comes back empty or NaN). Fix: use a coefficient of the order "
             "of the residual norm over the vector norm (st.norm_profile shows both), typically 1..20."
         )
+
+
+def truncation_message(n_tokens: int, n_vec: int, *, hint: bool = True) -> str:
+    """The warning when a prompt is shorter than a front vector (``short_prompt="truncate"``).
+
+    Example:
+        >>> truncation_message(3, 5, hint=False)
+        "a prompt has 3 tokens (BOS included), fewer than the vector's 5 positions: only its first 3 positions are added (short_prompt='truncate')."
+    """
+    text = (f"a prompt has {n_tokens} tokens (BOS included), fewer than the vector's {n_vec} positions: only its first "
+            f"{n_tokens} positions are added (short_prompt='truncate').")
+    return text + (" Pass short_prompt='error' to make this an error." if hint else "")
 
 
 def placement(

@@ -50,7 +50,7 @@ from .generation import generate
 from .hooks import hook_names, layer_of
 from .lens import target_ids
 from .metrics import kl_divergence
-from .placement import Span, addition, masked_prefix, placement
+from .placement import Span, addition, masked_prefix, placement, truncation_message
 from .settings import Backend
 from .texts import NEUTRAL_TEXTS, WEDDING_WORDS, sentiment_scores, topic_fraction
 from .tokens import fill_id, left_pad, tokenize_prompt
@@ -358,10 +358,7 @@ def _resumed_logprobs(resume: Any, vec: SteeringVector, coeffs: list, batch_size
     lengths = mask.sum(dim=1)
     n_vec = int(vec.tensor.shape[0])
     if bool((lengths < n_vec).any()):
-        warn_user(
-            f"a prompt has {int(lengths.min())} tokens (BOS included), fewer than the vector's {n_vec} positions: only "
-            f"its first {int(lengths.min())} positions are added (short_prompt='truncate')."
-        )
+        warn_user(truncation_message(int(lengths.min()), n_vec, hint=False))
     where, index = placement("front", n_vec, Span.from_mask(mask), lengths)
     tensor = vec.tensor.float()
     per_group = max(1, batch_size // max(n_rows, 1))

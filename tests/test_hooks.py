@@ -134,3 +134,12 @@ def test_a_layer_list_holding_a_non_int_is_refused(tiny, untyped):
 def test_hook_names_refuses_an_unknown_hook(tiny):
     with pytest.raises(st.errors.UnknownHookError, match=r"hook='resid_pr' is not a hook point.*Did you mean 'resid_pre'"):
         hook_names(tiny, "all", "resid_pr")
+
+
+def test_block_output_hook_names_the_block_output_and_refuses_non_indices(untyped):
+    from steering.hooks import block_output_hook, residual_index
+
+    assert block_output_hook(3) == "blocks.3.hook_resid_post" and residual_index(block_output_hook(3)) == 3
+    for bad in (-1, 1.5, True, "3", None):
+        with pytest.raises(st.errors.LayerOutOfRangeError, match=r"allowed: a block index, an int >= 0\. Fix:"):
+            block_output_hook(bad)
