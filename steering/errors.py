@@ -32,6 +32,8 @@ __all__ = [
     "PromptTooShortError",
     "VectorFileError",
     "NonFiniteError",
+    "CacheDamagedError",
+    "FileAccessError",
     "SteeringWarning",
     "warn_user",
 ]
@@ -97,6 +99,29 @@ class VectorFileError(SteeringError, ValueError):
 
 class NonFiniteError(SteeringError, ArithmeticError):
     """Steering drove the model's activations or logits to Inf/NaN (an addition far beyond the residual's scale)."""
+
+
+class CacheDamagedError(ModelFetchError):
+    """A cached built-in model's files are missing, truncated or changed since they were fetched.
+
+    The message names the file and the fix (``steer fetch NAME --force``).
+    """
+
+
+class FileAccessError(SteeringError, OSError):
+    """The operating system refused a file operation (permission, no space, read-only, name too long, not a file).
+
+    Also an :class:`OSError`, so code that catches ``OSError`` keeps working. The message names
+    the path, the cause and the fix. ``path`` and ``cause`` are attributes too.
+    """
+
+    def __init__(self, message: str, *, path: "str | None" = None, cause: "str | None" = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.cause = cause
+
+    def __str__(self) -> str:  # OSError would otherwise format errno / strerror
+        return str(self.args[0]) if self.args else ""
 
 
 class SteeringWarning(UserWarning):
