@@ -80,7 +80,7 @@ MOVED = {
 }
 
 #: Submodules reachable as attributes (``st.plots.effect_heatmap``) without importing them first.
-SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "lens", "norms", "backends", "placement",
+SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "cache", "lens", "norms", "backends", "placement",
               "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
 
 __all__ = list(PUBLIC_API)

