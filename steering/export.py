@@ -83,14 +83,14 @@ Example:
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 
 from . import __version__
-from .errors import InvalidArgumentError, InvalidVectorError, VectorFileError, VectorMismatchError
-from .files import atomic_write
+from .errors import InvalidArgumentError, InvalidVectorError, SteeringError, VectorFileError, VectorMismatchError
+from .files import atomic_write, file_access_error
 from .hooks import block_output_hook, residual_index
 from .persist import input_path, output_path, read_file, write_file
 from .vectors import SteeringVector, file_entry
@@ -199,6 +199,8 @@ def export_gguf(
         InvalidArgumentError: a non-residual hook, a point llama.cpp cannot steer, two
             vectors at the same residual point, or a compatibility-mode vector.
         VectorMismatchError: vectors of different widths or models.
+        FileAccessError: the operating system refused the write (permission, no space left,
+            read-only file system, name too long, not a regular file); an older file is kept.
 
     Example:
         >>> import os, tempfile, torch
@@ -294,6 +296,32 @@ def _string_field(reader: Any, key: str) -> Optional[str]:
         return None
 
 
+def _directions(reader: Any, bad: Callable[[str], VectorFileError]) -> dict[int, torch.Tensor]:
+    """The ``direction.N`` tensors of a GGUF reader by ``N``, checked as llama.cpp's loader checks them."""
+    import gguf
+
+    found: dict[int, torch.Tensor] = {}
+    for tensor in reader.tensors:
+        match = _DIRECTION.fullmatch(tensor.name)
+        if match is None:
+            raise bad(f"holds a tensor named {tensor.name!r}, which llama.cpp cannot parse as direction.N")
+        index = int(match.group(1))
+        if index == 0:
+            raise bad("holds direction.0, which llama.cpp rejects (there is no control slot for layer 0)")
+        if tensor.tensor_type != gguf.GGMLQuantizationType.F32:
+            raise bad(f"holds {tensor.name} of type {tensor.tensor_type.name}, which llama.cpp rejects (it needs F32)")
+        if len(tensor.shape) != 1:
+            raise bad(f"holds {tensor.name} with shape {[int(n) for n in tensor.shape]}, which llama.cpp rejects (it needs 1-D)")
+        if index in found:
+            raise bad(f"holds {tensor.name} twice")
+        found[index] = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
+        if not bool(torch.isfinite(found[index]).all()):
+            raise bad(f"holds {tensor.name} with NaN or Inf values (the file is damaged)")
+    if not found:
+        raise bad("holds no direction.N tensor")
+    return found
+
+
 def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = None) -> list[SteeringVector]:
     """Read a llama.cpp control-vector GGUF (from llama.cpp, repeng, EasySteer or :func:`export_gguf`).
 
@@ -313,8 +341,10 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
         One vector per ``direction.N``, in increasing ``N``; ``method="gguf"``.
 
     Raises:
-        steering.errors.VectorFileError: the file is missing, not a GGUF file, not a
-            control vector, or holds tensors llama.cpp would reject.
+        steering.errors.VectorFileError: the file is missing, not a GGUF file (garbage, truncated),
+            not a control vector, or holds tensors llama.cpp would reject (or NaN/Inf).
+        steering.errors.FileAccessError: the path is a named pipe, socket or device (refused
+            without opening it), or the operating system refused the read (permission …).
 
     Example:
         >>> import os, tempfile, torch
@@ -341,30 +371,18 @@ def import_gguf(path: Union[str, os.PathLike], *, model_name: Optional[str] = No
 
     try:
         reader = gguf.GGUFReader(str(source))
-    except Exception as err:  # the reader raises ValueError / struct errors on a non-GGUF file
-        raise bad(f"is not a readable GGUF file ({type(err).__name__}: {err})") from err
-    arch = _string_field(reader, "general.architecture")
-    if arch is not None and arch != _ARCH:
-        raise bad(f"is a GGUF of architecture {arch!r}, not a control vector ({_ARCH!r}) - is it a model file?")
+        arch = _string_field(reader, "general.architecture")
+        if arch is not None and arch != _ARCH:
+            raise bad(f"is a GGUF of architecture {arch!r}, not a control vector ({_ARCH!r}) - is it a model file?")
+        found = _directions(reader, bad)
+    except SteeringError:
+        raise
+    except OSError as err:  # opening or mapping the file
+        raise file_access_error(err, source, "read", "control-vector file") from err
+    except Exception as err:  # the reader raises ValueError / struct / index errors on a damaged or foreign file
+        raise bad(f"is not a readable GGUF file, or is truncated ({type(err).__name__}: {err})") from err
     hint = _string_field(reader, f"{_ARCH}.model_hint")
     recorded_model = _string_field(reader, _KEY_MODEL)
-    found: dict[int, torch.Tensor] = {}
-    for tensor in reader.tensors:
-        match = _DIRECTION.fullmatch(tensor.name)
-        if match is None:
-            raise bad(f"holds a tensor named {tensor.name!r}, which llama.cpp cannot parse as direction.N")
-        index = int(match.group(1))
-        if index == 0:
-            raise bad("holds direction.0, which llama.cpp rejects (there is no control slot for layer 0)")
-        if tensor.tensor_type != gguf.GGMLQuantizationType.F32:
-            raise bad(f"holds {tensor.name} of type {tensor.tensor_type.name}, which llama.cpp rejects (it needs F32)")
-        if len(tensor.shape) != 1:
-            raise bad(f"holds {tensor.name} with shape {[int(n) for n in tensor.shape]}, which llama.cpp rejects (it needs 1-D)")
-        if index in found:
-            raise bad(f"holds {tensor.name} twice")
-        found[index] = torch.from_numpy(np.array(tensor.data, dtype=np.float32).reshape(-1))
-    if not found:
-        raise bad("holds no direction.N tensor")
     widths = sorted({int(t.numel()) for t in found.values()})
     if len(widths) > 1:
         raise bad(f"holds directions of different widths {widths}, which llama.cpp rejects")
@@ -403,7 +421,8 @@ def save_vectors(vectors: Union[SteeringVector, Sequence[SteeringVector]], path:
 
     Raises:
         InvalidArgumentError: an empty list, two vectors at the same hook, an item that
-            is not a vector, or metadata that is not JSON data.
+            is not a vector, or metadata that is not JSON data (NaN / Inf included).
+        FileAccessError: the operating system refused the write (see :func:`steering.persist.write_file`).
 
     Example:
         >>> import os, tempfile, torch
@@ -449,7 +468,8 @@ def load_vectors(path: Union[str, os.PathLike], *, device: Union[str, torch.devi
 
     Raises:
         VectorFileError: the file is missing, is not a safetensors file, has no
-            steering-lens metadata, or was written in a newer format.
+            steering-lens metadata, has a metadata field of the wrong type, or was written in a newer format.
+        FileAccessError: the path is not a regular file or may not be read.
 
     Example:
         >>> import os, tempfile

@@ -31,7 +31,9 @@ Example:
     [((64,), 'blocks.1.hook_resid_post')]
 """
 
+import errno
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any, Union
@@ -40,8 +42,8 @@ import torch
 from torch import Tensor
 
 from . import __version__
-from .errors import InvalidArgumentError, SteeringError, VectorFileError
-from .files import atomic_write
+from .errors import FileAccessError, InvalidArgumentError, SteeringError, VectorFileError
+from .files import as_path, atomic_write, check_readable_file, check_writable_target, file_access_error
 from .hooks import parse_hook_name
 
 __all__ = ["write_file", "read_file", "output_path", "input_path", "check_json", "FORMAT_VERSION", "FLOAT_DTYPES",
@@ -61,18 +63,10 @@ FLOAT_DTYPES = {
 PathLike = Union[str, os.PathLike]
 
 
-# ---------------------------------------------------------------------------- paths and atomic writes
-def _check_path_type(path: Any) -> Path:
-    if isinstance(path, bool) or not isinstance(path, (str, os.PathLike)):
-        raise InvalidArgumentError(
-            f"path={path!r} is a {type(path).__name__}; allowed: a str or os.PathLike file path. "
-            "Fix: pass e.g. 'vector.safetensors'."
-        )
-    return Path(os.fspath(path)).expanduser()
-
-
+# ---------------------------------------------------------------------------- paths
 def output_path(path: Any) -> Path:
-    """A file path that can be written: a str/PathLike, not a folder, in an existing folder.
+    """A vector-file path that can be written (:func:`steering.files.check_writable_target`): a str/PathLike,
+    not a folder, in an existing, writable folder, with a name the file system accepts.
 
     Example:
         >>> output_path("/no/such/folder/v.safetensors")
@@ -80,23 +74,15 @@ def output_path(path: Any) -> Path:
         ...
         steering.errors.InvalidArgumentError: cannot write '/no/such/folder/v.safetensors': the folder '/no/such/folder' does not exist; allowed: a path in an existing folder. Fix: create it first with os.makedirs('/no/such/folder', exist_ok=True).
     """
-    target = _check_path_type(path)
-    if target.is_dir():
-        raise InvalidArgumentError(
-            f"path '{target}' is a folder; allowed: a file path. Fix: pass a file name inside it, "
-            f"e.g. '{target / 'vector.safetensors'}'."
-        )
-    parent = target.parent
-    if not parent.is_dir():
-        raise InvalidArgumentError(
-            f"cannot write '{target}': the folder '{parent}' does not exist; allowed: a path in an existing "
-            f"folder. Fix: create it first with os.makedirs({str(parent)!r}, exist_ok=True)."
-        )
-    return target
+    return check_writable_target(path, "vector file")
 
 
 def input_path(path: Any, what: str = "vector file") -> Path:
-    """An existing file to read (else :class:`~steering.errors.VectorFileError` naming ``what``).
+    """An existing regular file to read (:func:`steering.files.check_readable_file`), checked before opening it.
+
+    Raises:
+        VectorFileError: the path does not exist or is a folder (the message names ``what``).
+        FileAccessError: it is not a regular file (a named pipe, socket, device) or may not be read.
 
     Example:
         >>> input_path("/no/such/file.gguf", "control-vector file")
@@ -104,17 +90,20 @@ def input_path(path: Any, what: str = "vector file") -> Path:
         ...
         steering.errors.VectorFileError: no control-vector file at '/no/such/file.gguf' (the path does not exist); allowed: a file written by steering-lens. Fix: check the path and the working directory (os.getcwd()).
     """
-    source = _check_path_type(path)
-    if not source.exists():
+    source = as_path(path, what)
+    try:
+        return check_readable_file(source, what)
+    except FileAccessError as err:
+        if err.errno not in (errno.ENOENT, errno.ENOTDIR):
+            raise
         raise VectorFileError(
             f"no {what} at '{source}' (the path does not exist); allowed: a file written by steering-lens. "
             "Fix: check the path and the working directory (os.getcwd())."
-        )
-    if source.is_dir():
+        ) from err
+    except InvalidArgumentError as err:  # a folder
         raise VectorFileError(
             f"'{source}' is a folder, not a {what}; allowed: a file. Fix: pass the file inside it."
-        )
-    return source
+        ) from err
 
 
 # ---------------------------------------------------------------------------- metadata
@@ -124,12 +113,21 @@ def check_json(value: Any, where: str) -> Any:
     Example:
         >>> check_json({"a": (1, 2.5)}, "meta")
         {'a': [1, 2.5]}
+        >>> check_json({"accuracy": float("nan")}, "meta")
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: meta['accuracy'] is nan, not a finite number; allowed: finite numbers (the metadata is stored as standard JSON, which has no NaN or Infinity). Fix: store None, or a string such as 'nan', instead.
     """
     if value is None or isinstance(value, (bool, str)):
         return value
     if isinstance(value, int):
         return int(value)
     if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidArgumentError(
+                f"{where} is {value!r}, not a finite number; allowed: finite numbers (the metadata is stored as "
+                "standard JSON, which has no NaN or Infinity). Fix: store None, or a string such as 'nan', instead."
+            )
         return float(value)
     if isinstance(value, (list, tuple)):
         return [check_json(item, f"{where}[{i}]") for i, item in enumerate(value)]
@@ -152,28 +150,81 @@ def check_json(value: Any, where: str) -> Any:
 
 #: The metadata fields of a vector, in file order (the constructor arguments besides the tensor).
 FIELDS = ("hook_name", "model_name", "method", "prompts", "tokens", "pad", "weight_mode", "meta")
+_RECORD_ORDER = ("key", "hook_name", "layer", "hook", "model_name", "d_model", "method", "prompts", "tokens", "pad",
+                 "weight_mode", "meta", "shape", "dtype")
+#: Fields every record must hold; the others default (None / {}) when absent.
+_REQUIRED = ("key", "hook_name", "method", "weight_mode", "shape", "dtype")
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
+
+
+#: Each record field: (test, what is allowed). The tests accept exactly what write_file writes.
+_SCHEMA: dict[str, tuple[Any, str]] = {
+    "key": (lambda v: isinstance(v, str) and v != "", "a non-empty str (the tensor's key)"),
+    "hook_name": (lambda v: isinstance(v, str) and v.strip() == v != "",
+                  "a hook name such as 'blocks.6.hook_resid_pre'"),
+    "layer": (lambda v: v is None or _is_int(v, 0), "an int >= 0, or null for a hook outside the blocks"),
+    "hook": (lambda v: isinstance(v, str), "a str such as 'resid_pre'"),
+    "model_name": (lambda v: v is None or isinstance(v, str), "a str or null"),
+    "d_model": (lambda v: _is_int(v, 1), "an int >= 1"),
+    "method": (lambda v: isinstance(v, str), "a str such as 'actadd'"),
+    "prompts": (lambda v: isinstance(v, dict), "a JSON object such as {\"pos\": \"Love\", \"neg\": \"Hate\"}"),
+    "tokens": (lambda v: isinstance(v, dict) and all(
+        isinstance(t, list) and all(isinstance(x, str) for x in t) for t in v.values()),
+        "a JSON object of lists of str, such as {\"pos\": [\"<s>\", \"Love\"]}"),
+    "pad": (lambda v: v is None or isinstance(v, str), "a str such as 'space', or null"),
+    "weight_mode": (lambda v: v in ("hf", "compat"), "'hf' or 'compat'"),
+    "meta": (lambda v: isinstance(v, dict), "a JSON object"),
+    "shape": (lambda v: isinstance(v, list) and all(_is_int(n, 0) for n in v), "a list of ints >= 0"),
+    "dtype": (lambda v: isinstance(v, str) and v in FLOAT_DTYPES, f"one of {', '.join(map(repr, FLOAT_DTYPES))}"),
+}
+
+
+def _schema_problem(rec: dict[str, Any]) -> "tuple[str, str, str] | None":
+    """``(field, value in words, allowed)`` of the first field of ``rec`` that breaks :data:`_SCHEMA`, else None."""
+    for name, (test, allowed) in _SCHEMA.items():
+        if name not in rec:
+            if name in _REQUIRED:
+                return name, "missing", allowed
+            continue
+        value = rec[name]
+        if not test(value):
+            return name, f"{name}={json.dumps(value, allow_nan=True, default=repr)[:80]} (a {type(value).__name__})", allowed
+    return None
 
 
 def _record(tensor: Tensor, fields: dict[str, Any], key: str, where: str) -> dict[str, Any]:
-    layer, hook = parse_hook_name(fields["hook_name"])
-    record = {"key": key, "hook_name": fields["hook_name"], "layer": layer, "hook": hook}
+    hook_name = fields["hook_name"]
+    layer, hook = parse_hook_name(hook_name) if isinstance(hook_name, str) else (None, "")
+    record = {"key": key, "hook_name": hook_name, "layer": layer, "hook": hook}
     for name in FIELDS[1:]:
         record[name] = check_json(fields[name], f"{where}.{name}")
     record["d_model"] = int(tensor.shape[-1])
-    record["weight_mode"] = fields["weight_mode"]
     record.update(shape=list(tensor.shape), dtype=str(tensor.dtype).removeprefix("torch."))
-    return {k: record[k] for k in ("key", "hook_name", "layer", "hook", "model_name", "d_model", "method", "prompts",
-                                   "tokens", "pad", "weight_mode", "meta", "shape", "dtype")}
+    problem = _schema_problem(record)
+    if problem is not None:
+        name, value, allowed = problem
+        raise InvalidArgumentError(
+            f"{where} cannot be saved: {value}; allowed: {allowed}. Fix: set the vector's {name} to an allowed "
+            "value (e.g. with dataclasses.replace) before saving."
+        )
+    return {k: record[k] for k in _RECORD_ORDER}
 
 
 def write_file(entries: list[tuple[str, Tensor, dict[str, Any]]], kind: str, path: Any) -> Path:
     """Write ``(key, tensor, fields)`` entries as one vector file (``kind``: ``"vector"`` or ``"set"``), atomically.
 
-    ``fields`` holds the vector's metadata (:data:`FIELDS`); each must be JSON data. The tensors
-    are stored as contiguous CPU copies.
+    ``fields`` holds the vector's metadata (:data:`FIELDS`); each must be JSON data of the type a
+    vector file allows (NaN and Infinity are refused: the header is standard JSON). The tensors
+    are stored as contiguous CPU copies. The path is checked before anything is written.
 
     Raises:
-        InvalidArgumentError: the path cannot be written, or metadata is not JSON data.
+        InvalidArgumentError: the path cannot be written (a folder, a missing folder), or metadata is
+            not JSON data of the allowed type.
+        FileAccessError: the operating system refused (permission, no space left, read-only file
+            system, name too long); an older file of that name is left as it was.
 
     Example:
         >>> write_file([], "set", "/no/such/folder/x.safetensors")
@@ -181,26 +232,32 @@ def write_file(entries: list[tuple[str, Tensor, dict[str, Any]]], kind: str, pat
         ...
         steering.errors.InvalidArgumentError: cannot write '/no/such/folder/x.safetensors': the folder '/no/such/folder' does not exist; allowed: a path in an existing folder. Fix: create it first with os.makedirs('/no/such/folder', exist_ok=True).
     """
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     target = output_path(path)
     records = []
     for i, (key, tensor, fields) in enumerate(entries):
         records.append(_record(tensor, fields, key, f"vector {i} ({fields['hook_name']})"))
     header = {"format": FORMAT_VERSION, "steering_version": __version__, "kind": kind, "vectors": records}
-    metadata = {_METADATA_KEY: json.dumps(header, ensure_ascii=False)}
+    metadata = {_METADATA_KEY: json.dumps(header, ensure_ascii=False, allow_nan=False)}
     # own, contiguous CPU copies: safetensors refuses tensors that share storage
     tensors = {key: tensor.detach().to("cpu").contiguous().clone() for key, tensor, _ in entries}
-    return atomic_write(target, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    data = save(tensors, metadata=metadata)  # bytes: the write below is Python's, so OS errors surface as OSError
+    return atomic_write(target, lambda tmp: Path(tmp).write_bytes(data))
 
 
 # ---------------------------------------------------------------------------- reading
 def read_file(path: Any, device: Union[str, torch.device] = "cpu") -> list[tuple[Tensor, dict[str, Any]]]:
     """Every ``(tensor, fields)`` of a vector file, checked against its header, in file order.
 
+    Each record of the header is checked field by field (type and allowed values) before any
+    tensor is used, so a hand-edited file is refused here, not later.
+
     Raises:
         VectorFileError: the file is missing, not a safetensors file, has no steering-lens
-            metadata, is inconsistent, or was written in a newer format.
+            metadata, has a field of the wrong type, is inconsistent, or was written in a newer format.
+        FileAccessError: the path is not a regular file (a named pipe, socket, device) or may not
+            be read (permission denied …).
 
     Example:
         >>> read_file("/no/such/v.safetensors")
@@ -218,16 +275,17 @@ def read_file(path: Any, device: Union[str, torch.device] = "cpu") -> list[tuple
             header = _parse_header(source, metadata)
             tensors = {}
             for i, rec in enumerate(header["vectors"]):
-                key = rec.get("key") if isinstance(rec, dict) else None
-                if key not in keys:
+                if rec["key"] not in keys:
                     raise VectorFileError(
-                        f"'{source}' is damaged: record {i} names tensor {key!r}, which the file does not hold "
+                        f"'{source}' is damaged: record {i} names tensor {rec['key']!r}, which the file does not hold "
                         f"(it holds {sorted(keys)}); allowed: a file written by steering-lens. Fix: save the vector "
                         "again."
                     )
-                tensors[key] = handle.get_tensor(key)
+                tensors[rec["key"]] = handle.get_tensor(rec["key"])
     except SteeringError:
         raise
+    except OSError as err:
+        raise file_access_error(err, source, "read", "vector file") from err
     except Exception as err:  # safetensors raises its own error type for a malformed header
         raise VectorFileError(
             f"'{source}' is not a readable .safetensors file ({type(err).__name__}: {err}); allowed: a file written "
@@ -273,19 +331,27 @@ def _parse_header(source: Path, metadata: dict[str, str]) -> dict[str, Any]:
             f"'{source}' lists no vectors in its steering-lens metadata (vectors={vectors!r:.60}). Fix: save the "
             "vector again."
         )
+    for i, rec in enumerate(vectors):
+        problem = (None, f"a {type(rec).__name__}", "a JSON object") if not isinstance(rec, dict) else _schema_problem(rec)
+        if problem is not None:
+            name, value, allowed = problem
+            field = f"field {name!r}" if name else "record"
+            raise VectorFileError(
+                f"'{source}' has a bad {field} in vector {i}: {value}; allowed: {allowed}. Fix: save the vector "
+                "again with steering-lens (the header was edited by hand or written by another program), or "
+                f"correct {name or 'the record'} in the header."
+            )
     return header
 
 
 def _from_record(source: Path, i: int, rec: dict[str, Any], tensor: torch.Tensor) -> tuple[Tensor, dict[str, Any]]:
+    """The checked fields of record ``i`` (already of the right types, see :func:`_parse_header`)."""
     def damaged(detail: str) -> VectorFileError:
         return VectorFileError(
             f"'{source}' is inconsistent: vector {i} {detail}; allowed: a file written by steering-lens and not "
             "edited since. Fix: save the vector again."
         )
 
-    for name, kind in (("hook_name", str), ("weight_mode", str), ("method", str), ("shape", list), ("dtype", str)):
-        if not isinstance(rec.get(name), kind):
-            raise damaged(f"has {name}={rec.get(name)!r}")
     if list(tensor.shape) != rec["shape"] or str(tensor.dtype).removeprefix("torch.") != rec["dtype"]:
         raise damaged(
             f"is recorded as {rec['dtype']} {rec['shape']} but its tensor is "
@@ -300,9 +366,9 @@ def _from_record(source: Path, i: int, rec: dict[str, Any], tensor: torch.Tensor
         "hook_name": rec["hook_name"],
         "model_name": rec.get("model_name"),
         "method": rec["method"],
-        "prompts": rec.get("prompts") or {},
-        "tokens": rec.get("tokens") or {},
+        "prompts": rec.get("prompts", {}),
+        "tokens": rec.get("tokens", {}),
         "pad": rec.get("pad"),
         "weight_mode": rec["weight_mode"],
-        "meta": rec.get("meta") or {},
+        "meta": rec.get("meta", {}),
     }

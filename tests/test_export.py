@@ -1,6 +1,10 @@
 """llama.cpp control-vector GGUF export and import (steering.export)."""
 
+import errno
 import os
+import random
+import threading
+import types
 
 import gguf
 import numpy as np
@@ -10,7 +14,7 @@ import torch
 import steering as st
 from steering import SteeringVector
 from steering.export import export_gguf, gguf_tensor_name, import_gguf
-from steering.errors import VectorFileError
+from steering.errors import FileAccessError, VectorFileError
 from steering.testing import tiny_model
 
 
@@ -209,3 +213,137 @@ def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         export_gguf(direction(1), tmp_path / "v.gguf")
     assert os.listdir(tmp_path) == []
+
+
+# ---------------------------------------------------------------- file-system faults and damaged files (issue 17, category 7)
+ROOT = os.geteuid() == 0  # root ignores file modes: permission cases are emulated through os.access
+
+
+def _within(seconds, fn):
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the call blocked for more than {seconds} s"
+    return box
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system"),
+                                         (errno.EACCES, "permission denied")])
+@pytest.mark.parametrize("stage", ["fsync", "replace"])
+def test_a_refused_export_is_a_file_access_error_and_keeps_the_old_file(tmp_path, monkeypatch, code, cause, stage):
+    path = export_gguf(direction(1), tmp_path / "v.gguf")
+    before = path.read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, stage, refuse)
+    with pytest.raises(FileAccessError) as caught:
+        export_gguf(direction(2), path)
+    assert f"'{path}'" in str(caught.value) and cause in str(caught.value) and "Fix: " in str(caught.value)
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["v.gguf"]
+
+
+def test_a_disk_that_fills_while_writing_tensors(tmp_path, monkeypatch):
+    path = export_gguf(direction(1), tmp_path / "v.gguf")
+    before = path.read_bytes()
+
+    def full(self):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(gguf.GGUFWriter, "write_tensors_to_file", full)
+    with pytest.raises(FileAccessError, match=rf"cannot write file '{path}': no space left on device"):
+        export_gguf(direction(2), path)
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["v.gguf"]
+
+
+def test_export_paths_are_checked_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setattr(gguf, "GGUFWriter", lambda *a, **k: pytest.fail("wrote before checking the path"))
+    with pytest.raises(FileAccessError, match=r"file name too long"):
+        export_gguf(direction(1), tmp_path / ("v" * 300 + ".gguf"))
+    fifo = tmp_path / "pipe.gguf"
+    os.mkfifo(fifo)
+    box = _within(5, lambda: export_gguf(direction(1), fifo))
+    assert isinstance(box.get("error"), FileAccessError) and "named pipe" in str(box["error"]), box
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY | real(p).f_flag))
+    with pytest.raises(FileAccessError, match=r"read-only file system"):
+        export_gguf(direction(1), tmp_path / "v.gguf")
+    assert sorted(os.listdir(tmp_path)) == ["pipe.gguf"]
+
+
+def test_import_of_a_named_pipe_does_not_block(tmp_path):
+    fifo = tmp_path / "v.gguf"
+    os.mkfifo(fifo)
+    box = _within(5, lambda: import_gguf(fifo))
+    assert isinstance(box.get("error"), FileAccessError), box
+    assert f"'{fifo}'" in str(box["error"]) and "named pipe (FIFO)" in str(box["error"])
+
+
+def test_import_of_an_unreadable_file_says_permission(tmp_path, monkeypatch):
+    path = export_gguf(direction(1), tmp_path / "v.gguf")
+    if ROOT:
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if os.fspath(p) == str(path) else real(p, m, *a, **k))
+    else:
+        os.chmod(path, 0)
+    try:
+        with pytest.raises(FileAccessError, match=rf"cannot read control-vector file '{path}': permission denied"):
+            import_gguf(path)
+    finally:
+        os.chmod(path, 0o644)
+
+
+def test_an_os_error_inside_the_reader_is_a_file_access_error(tmp_path, monkeypatch):
+    path = export_gguf(direction(1), tmp_path / "v.gguf")
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(gguf, "GGUFReader", broken)
+    with pytest.raises(FileAccessError, match=rf"cannot read control-vector file '{path}': input/output error"):
+        import_gguf(path)
+
+
+def test_every_truncation_of_a_gguf_is_a_vector_file_error(tmp_path):
+    data = export_gguf([direction(1), direction(2, seed=1)], tmp_path / "v.gguf").read_bytes()
+    cut = tmp_path / "cut.gguf"
+    for size in range(0, len(data), 7):
+        cut.write_bytes(data[:size])
+        with pytest.raises(VectorFileError, match=rf"'{cut}' (is not a readable GGUF file|holds)"):
+            import_gguf(cut)
+
+
+def test_garbage_in_a_gguf_is_never_a_raw_error(tmp_path):
+    data = export_gguf([direction(1), direction(2, seed=1)], tmp_path / "v.gguf").read_bytes()
+    bad = tmp_path / "bad.gguf"
+    rng = random.Random(0)
+    for _ in range(150):
+        noisy = bytearray(data)
+        for _ in range(rng.randint(1, 8)):
+            noisy[rng.randrange(len(noisy))] = rng.randrange(256)
+        bad.write_bytes(bytes(noisy))
+        try:
+            import_gguf(bad)
+        except VectorFileError as err:
+            assert f"'{bad}'" in str(err)
+    bad.write_bytes(b"GGUF" + bytes(rng.randrange(256) for _ in range(200)))
+    with pytest.raises(VectorFileError, match=rf"'{bad}' is not a readable GGUF file"):
+        import_gguf(bad)
+
+
+def test_a_gguf_holding_nan_names_the_file(tmp_path):
+    data = np.ones(8, dtype=np.float32)
+    data[3] = np.nan
+    path = _write_foreign(tmp_path / "nan.gguf", {"direction.1": data})
+    with pytest.raises(VectorFileError, match=rf"'{path}' holds direction\.1 with NaN or Inf values"):
+        import_gguf(path)

@@ -1,9 +1,14 @@
 """Saving and loading vectors (steering.persist, SteeringVector.save/load/retarget), and
 property-based tests of the SteeringVector algebra and of the save/load round trip."""
 
+import errno
 import json
 import os
+import subprocess
+import sys
 import tempfile
+import threading
+import types
 
 import numpy as np
 import pytest
@@ -14,7 +19,7 @@ from hypothesis.extra.numpy import arrays
 
 import steering as st
 from steering import SteeringVector
-from steering.errors import VectorFileError
+from steering.errors import FileAccessError, VectorFileError
 from steering.export import load_vectors, save_vectors
 from steering.persist import FORMAT_VERSION
 from steering.testing import tiny_model
@@ -97,14 +102,10 @@ def test_a_view_into_a_larger_tensor_is_saved_from_a_copy(tmp_path):
 
 # ---------------------------------------------------------------- atomic writes
 def test_a_failed_write_leaves_no_file(tmp_path, monkeypatch):
-    import safetensors.torch
-
-    def broken(tensors, filename, metadata=None):
-        with open(filename, "wb") as handle:
-            handle.write(b"partial")
+    def broken_fsync(fd):  # the bytes are written, then the disk fills up
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         rand(64).save(tmp_path / "v.safetensors")
     assert os.listdir(tmp_path) == []
@@ -116,10 +117,10 @@ def test_a_failed_write_keeps_the_old_file(tmp_path, monkeypatch):
     path = rand(64, seed=1).save(tmp_path / "v.safetensors")
     before = path.read_bytes()
 
-    def broken(tensors, filename, metadata=None):
+    def broken(tensors, metadata=None):
         raise RuntimeError("interrupted")
 
-    monkeypatch.setattr(safetensors.torch, "save_file", broken)
+    monkeypatch.setattr(safetensors.torch, "save", broken)
     with pytest.raises(RuntimeError, match="interrupted"):
         rand(64, seed=2).save(path)
     assert path.read_bytes() == before and sorted(os.listdir(tmp_path)) == ["v.safetensors"]
@@ -379,7 +380,8 @@ def test_prop_cosine_is_bounded_and_scale_invariant(pair, c):
 
 _DTYPES = [torch.float32, torch.float16, torch.bfloat16, torch.float64]
 _JSON = hs.recursive(
-    hs.none() | hs.booleans() | hs.integers(-(2**53), 2**53) | hs.floats(allow_nan=False) | hs.text(max_size=8),
+    hs.none() | hs.booleans() | hs.integers(-(2**53), 2**53) | hs.floats(allow_nan=False, allow_infinity=False)
+    | hs.text(max_size=8),
     lambda inner: hs.lists(inner, max_size=3) | hs.dictionaries(hs.text(max_size=5), inner, max_size=3),
     max_leaves=8,
 )
@@ -411,3 +413,263 @@ def test_prop_save_load_round_trip(shape, dtype, layer, hook, model_name, prompt
         (u,) = load_vectors(save_vectors([v], os.path.join(folder, "s.safetensors")))
     assert_same(v, w)
     assert_same(v, u)
+
+
+# ---------------------------------------------------------------- file-system faults (issue 17, category 7)
+ROOT = os.geteuid() == 0  # root ignores file modes: permission cases are emulated through os.access
+
+
+def _deny(monkeypatch, path, mode):
+    """Make ``path`` refuse ``mode`` (os.R_OK / os.W_OK): chmod when not root, else an emulated os.access."""
+    if not ROOT:
+        os.chmod(path, 0o555 if mode == os.W_OK else 0o000)
+        return
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if os.fspath(p) == os.fspath(path) and m & mode
+                        else real(p, m, *a, **k))
+
+
+@pytest.fixture
+def restore_modes(tmp_path):
+    yield
+    for p in [tmp_path, *tmp_path.rglob("*")]:
+        os.chmod(p, 0o755 if p.is_dir() else 0o644)
+
+
+def _within(seconds, fn):
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the call blocked for more than {seconds} s"
+    return box
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system"),
+                                         (errno.EDQUOT, "disk quota exceeded"), (errno.EIO, "input/output error")])
+@pytest.mark.parametrize("stage", ["fsync", "replace", "chmod"])
+def test_a_refused_save_is_a_file_access_error_and_keeps_the_old_file(tmp_path, monkeypatch, code, cause, stage):
+    path = rand(64, seed=1).save(tmp_path / "v.safetensors")
+    before = path.read_bytes()
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, stage, refuse)
+    for save in (lambda: rand(64, seed=2).save(path), lambda: save_vectors([rand(64, seed=2)], path)):
+        with pytest.raises(FileAccessError) as caught:
+            save()
+        assert f"'{path}'" in str(caught.value) and cause in str(caught.value) and "Fix: " in str(caught.value)
+        assert isinstance(caught.value, OSError) and caught.value.errno == code
+    monkeypatch.undo()
+    assert path.read_bytes() == before and os.listdir(tmp_path) == ["v.safetensors"]
+
+
+def test_saving_into_a_folder_without_permission_is_refused_before_any_work(tmp_path, monkeypatch, restore_modes):
+    import safetensors.torch
+
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    _deny(monkeypatch, folder, os.W_OK)
+    monkeypatch.setattr(safetensors.torch, "save", lambda *a, **k: pytest.fail("serialised before checking the path"))
+    with pytest.raises(FileAccessError, match=rf"cannot write vector file '{folder}/v\.safetensors': permission denied"):
+        rand(64).save(folder / "v.safetensors")
+    assert os.listdir(folder) == []
+
+
+def test_saving_onto_a_read_only_file_system_is_refused(tmp_path, monkeypatch):
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY | real(p).f_flag))
+    with pytest.raises(FileAccessError, match=r"cannot write vector file '.*v\.safetensors': read-only file system"):
+        save_vectors([rand(64)], tmp_path / "v.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_name_too_long_is_refused(tmp_path):
+    path = tmp_path / ("v" * 300 + ".safetensors")
+    with pytest.raises(FileAccessError, match=r"file name too long.*shorter file name"):
+        rand(64).save(path)
+    with pytest.raises(FileAccessError, match=r"cannot read vector file .*file name too long"):
+        SteeringVector.load(path)
+    assert os.listdir(tmp_path) == []
+
+
+def test_loading_a_named_pipe_is_refused_without_blocking(tmp_path):
+    """In a child process with a time limit: opening a FIFO blocks in native code that holds the GIL (and
+    ignores Ctrl-C), so no thread or alarm in this process could stop it."""
+    fifo = tmp_path / "v.safetensors"
+    os.mkfifo(fifo)
+    script = (
+        "import sys\n"
+        "from steering import SteeringVector\n"
+        "from steering.errors import FileAccessError\n"
+        "from steering.export import load_vectors\n"
+        "for load in (SteeringVector.load, load_vectors):\n"
+        "    try:\n"
+        "        load(sys.argv[1])\n"
+        "    except FileAccessError as err:\n"
+        "        print(err)\n"
+    )
+    try:
+        done = subprocess.run([sys.executable, "-c", script, str(fifo)], capture_output=True, text=True, timeout=60,
+                              cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    except subprocess.TimeoutExpired:
+        pytest.fail("loading a named pipe blocked")
+    lines = done.stdout.splitlines()
+    assert done.returncode == 0 and len(lines) == 2, done.stderr[-2000:]
+    assert all(f"'{fifo}'" in line and "named pipe (FIFO)" in line for line in lines), lines
+
+
+def test_saving_onto_a_named_pipe_is_refused(tmp_path):
+    fifo = tmp_path / "v.safetensors"
+    os.mkfifo(fifo)
+    box = _within(5, lambda: rand(64).save(fifo))
+    assert isinstance(box.get("error"), FileAccessError) and "named pipe" in str(box["error"]), box
+
+
+def test_loading_an_unreadable_file_says_permission_not_missing(tmp_path, monkeypatch, restore_modes):
+    path = rand(64).save(tmp_path / "v.safetensors")
+    _deny(monkeypatch, path, os.R_OK)
+    with pytest.raises(FileAccessError, match=rf"cannot read vector file '{path}': permission denied") as caught:
+        SteeringVector.load(path)
+    assert "does not exist" not in str(caught.value) and "No such" not in str(caught.value)
+
+
+def test_loading_a_folder_is_refused(tmp_path):
+    with pytest.raises(VectorFileError, match=r"is a folder, not a vector file"):
+        load_vectors(tmp_path)
+
+
+def test_an_os_error_while_reading_is_a_file_access_error(tmp_path, monkeypatch):
+    import safetensors
+
+    path = rand(64).save(tmp_path / "v.safetensors")
+
+    def broken(*args, **kwargs):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(safetensors, "safe_open", broken)
+    with pytest.raises(FileAccessError, match=rf"cannot read vector file '{path}': input/output error"):
+        load_vectors(path)
+
+
+# ---------------------------------------------------------------- metadata schema on load
+def _set_field(path, field, value, delete=False):
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(path), framework="pt") as handle:
+        tensors = {k: handle.get_tensor(k) for k in handle.keys()}
+        header = json.loads(handle.metadata()["steering_lens"])
+    if field is None:
+        header["vectors"][0] = value
+    elif delete:
+        del header["vectors"][0][field]
+    else:
+        header["vectors"][0][field] = value
+    save_file(tensors, str(path), metadata={"steering_lens": json.dumps(header)})
+
+
+_WRONG = [
+    ("key", 5), ("key", ""), ("hook_name", 5), ("hook_name", ""), ("hook_name", None),
+    ("layer", "1"), ("layer", True), ("layer", -1), ("layer", 1.0), ("hook", 3),
+    ("model_name", 5), ("model_name", ["m"]), ("d_model", "64"), ("d_model", True), ("d_model", 0),
+    ("method", None), ("method", 7), ("prompts", "x"), ("prompts", [1]), ("prompts", None),
+    ("tokens", [1]), ("tokens", {"pos": "ab"}), ("tokens", {"pos": [1]}), ("tokens", None),
+    ("pad", 7), ("pad", ["space"]), ("weight_mode", "other"), ("weight_mode", None), ("meta", 3), ("meta", None),
+    ("meta", ["a"]), ("shape", ["64"]), ("shape", "64"), ("shape", [-1]), ("shape", [64.0]), ("shape", [True]),
+    ("dtype", "int8"), ("dtype", 5), ("dtype", None),
+]
+
+
+@pytest.mark.parametrize("field, value", _WRONG, ids=[f"{f}={v!r}" for f, v in _WRONG])
+def test_a_field_of_the_wrong_type_is_refused_at_load(tmp_path, field, value):
+    path = rand(64, prompts={"pos": "a"}, tokens={"pos": ["<s>", "a"]}, pad="space").save(tmp_path / "v.safetensors")
+    _set_field(path, field, value)
+    for load in (SteeringVector.load, load_vectors):
+        with pytest.raises(VectorFileError) as caught:
+            load(path)
+        text = str(caught.value)
+        assert f"'{path}'" in text and f"field '{field}' in vector 0" in text, text
+        assert f"{field}={json.dumps(value)}" in text and "allowed: " in text and "Fix: " in text, text
+
+
+@pytest.mark.parametrize("field", ["key", "hook_name", "method", "weight_mode", "shape", "dtype"])
+def test_a_missing_required_field_is_refused_at_load(tmp_path, field):
+    path = rand(64).save(tmp_path / "v.safetensors")
+    _set_field(path, field, None, delete=True)
+    with pytest.raises(VectorFileError, match=rf"bad field '{field}' in vector 0: missing; allowed: "):
+        SteeringVector.load(path)
+
+
+def test_a_record_that_is_not_an_object_is_refused(tmp_path):
+    path = rand(64).save(tmp_path / "v.safetensors")
+    _set_field(path, None, 3)
+    with pytest.raises(VectorFileError, match=r"bad record in vector 0: a int; allowed: a JSON object"):
+        SteeringVector.load(path)
+
+
+def test_optional_fields_may_be_absent_and_accepted_values_load(tmp_path):
+    path = rand(64).save(tmp_path / "v.safetensors")
+    for field in ("layer", "hook", "model_name", "d_model", "prompts", "tokens", "pad", "meta"):
+        _set_field(path, field, None, delete=True)
+    w = SteeringVector.load(path)
+    assert (w.model_name, w.prompts, w.tokens, w.pad, w.meta) == (None, {}, {}, None, {})
+    path = rand(64).save(tmp_path / "n.safetensors")
+    _set_field(path, "hook_name", "hook_embed")
+    _set_field(path, "layer", None)
+    _set_field(path, "hook", "embed")
+    assert SteeringVector.load(path).hook_name == "hook_embed"
+
+
+def test_what_every_builder_writes_passes_the_schema(tiny, tmp_path):
+    a = st.actadd(tiny, "Love", "Hate", layer=1)
+    b = st.actadd(tiny, "Joy", "Grief", layer=1)
+    d = st.mean_diff(tiny, ["good", "nice"], ["bad", "mean"], layer=1)
+    p = st.pca_direction(tiny, ["good", "nice", "kind"], ["bad", "mean", "cruel"], layer=1)
+    for i, v in enumerate([a, a + b, 2 * a - b, a.direction("sum"), d, p, a.retarget(tiny)]):
+        w = SteeringVector.load(v.save(tmp_path / f"v{i}.safetensors"))
+        assert_same(v, w)
+
+
+# ---------------------------------------------------------------- non-finite metadata on save
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_metadata_is_refused_at_save(tmp_path, bad):
+    v = rand(64, meta={"probe": {"accuracy": [0.5, bad]}})
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vector 0 \(blocks\.1\.hook_resid_pre\)\.meta\['probe'\]\['accuracy'\]\[1\] is (nan|inf|-inf), not a finite number.*Fix: store None"):
+        v.save(tmp_path / "v.safetensors")
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"\.prompts\['weight'\] is"):
+        rand(64, prompts={"weight": bad}).save(tmp_path / "v.safetensors")
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_header_is_standard_json(tmp_path):
+    from safetensors import safe_open
+
+    path = rand(64, meta={"x": 1e308, "y": -0.0, "z": [None, True]}).save(tmp_path / "v.safetensors")
+
+    def refuse(name):
+        raise AssertionError(f"non-standard JSON constant {name}")
+
+    with safe_open(str(path), framework="pt") as handle:
+        header = json.loads(handle.metadata()["steering_lens"], parse_constant=refuse)
+    assert header["vectors"][0]["meta"] == {"x": 1e308, "y": -0.0, "z": [None, True]}
+
+
+def test_fields_of_the_wrong_type_are_refused_at_save(tmp_path):
+    v = rand(64)
+    v.model_name = 5  # set after construction: the class itself does not check it
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vector 0 \(blocks\.1\.hook_resid_pre\) cannot be saved: model_name=5 \(a int\); allowed: a str or null"):
+        v.save(tmp_path / "v.safetensors")
+    w = rand(64)
+    w.tokens = {"pos": [1, 2]}
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"cannot be saved: tokens="):
+        save_vectors([w], tmp_path / "v.safetensors")
+    assert os.listdir(tmp_path) == []

@@ -1,10 +1,13 @@
 """The HTML report: content, escaping, atomic writes, the standard report (``steer report``), and (in headless
 Chromium) that every figure renders."""
 
+import errno
 import os
 import re
 import shutil
 import subprocess
+import threading
+import types
 import warnings
 from html.parser import HTMLParser
 from pathlib import Path
@@ -330,3 +333,77 @@ def test_steer_report_page_renders_in_chromium(tmp_path, any_tiny):
     assert len(dom.figures) == info["figures"] == 7
     assert all("main-svg" in classes for classes in dom.figures)
     assert dom.rendered == "7"
+
+
+# ---------------------------------------------------------------------------------------------
+# File-system faults (issue 17, category 7): FileAccessError naming the path and the cause; the old page kept
+
+
+@pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system"),
+                                         (errno.EACCES, "permission denied"), (errno.EDQUOT, "disk quota exceeded")])
+@pytest.mark.parametrize("stage", ["fsync", "replace", "chmod"])
+def test_a_refused_write_is_a_file_access_error_and_keeps_the_old_page(tmp_path, monkeypatch, code, cause, stage):
+    target = tmp_path / "report.html"
+    target.write_bytes(b"<html>old</html>")
+
+    def refuse(*args, **kwargs):
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, stage, refuse)
+    with pytest.raises(st.errors.FileAccessError) as caught:
+        write_report(target, [ReportSection("A", "text")])
+    text = str(caught.value)
+    assert f"'{target}'" in text and cause in text and "Fix: " in text and caught.value.errno == code
+    monkeypatch.undo()
+    assert target.read_bytes() == b"<html>old</html>" and os.listdir(tmp_path) == ["report.html"]
+
+
+def test_a_page_into_a_folder_without_permission_is_refused(tmp_path, monkeypatch):
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    if os.geteuid() == 0:  # root ignores file modes: emulate the refusal
+        real = os.access
+        monkeypatch.setattr(os, "access", lambda p, m, *a, **k: False if os.fspath(p) == str(folder) and m & os.W_OK
+                            else real(p, m, *a, **k))
+    else:
+        os.chmod(folder, 0o555)
+    try:
+        with pytest.raises(st.errors.FileAccessError, match=rf"cannot write report page '{folder}/r\.html': permission denied"):
+            write_report(folder / "r.html", [ReportSection("A")])
+    finally:
+        os.chmod(folder, 0o755)
+    assert os.listdir(folder) == []
+
+
+def test_a_page_on_a_read_only_file_system_is_refused(tmp_path, monkeypatch):
+    real = os.statvfs
+    monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY | real(p).f_flag))
+    with pytest.raises(st.errors.FileAccessError, match=r"cannot write report page '.*r\.html': read-only file system"):
+        write_report(tmp_path / "r.html", [ReportSection("A")])
+    assert os.listdir(tmp_path) == []
+
+
+def test_a_page_name_too_long_or_a_pipe_or_a_file_in_the_way_is_refused(tmp_path):
+    with pytest.raises(st.errors.FileAccessError, match=r"file name too long"):
+        write_report(tmp_path / ("r" * 300 + ".html"), [ReportSection("A")])
+    fifo = tmp_path / "pipe.html"
+    os.mkfifo(fifo)
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(err=_raised(lambda: write_report(fifo, [ReportSection("A")]))),
+                              daemon=True)
+    thread.start()
+    thread.join(5)
+    assert not thread.is_alive(), "writing onto a named pipe blocked"
+    assert isinstance(box["err"], st.errors.FileAccessError) and "named pipe (FIFO)" in str(box["err"])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(st.errors.FileAccessError, match=r"cannot write folder '.*file/sub': a part of the path is a file, not a folder"):
+        write_report(tmp_path / "file" / "sub" / "r.html", [ReportSection("A")])
+    assert sorted(os.listdir(tmp_path)) == ["file", "pipe.html"]
+
+
+def _raised(fn):
+    try:
+        fn()
+    except BaseException as err:  # noqa: BLE001 - handed to the test
+        return err
+    return None

@@ -31,7 +31,7 @@ from typing import Any, Optional, Union
 
 from .. import __version__
 from ..errors import InvalidArgumentError
-from ..files import write_text_atomic
+from ..files import as_path, check_writable_target, file_errors, write_text_atomic
 
 __all__ = ["ReportSection", "write_report", "render_html"]
 
@@ -100,7 +100,9 @@ def write_report(
 
     Raises:
         InvalidArgumentError: ``sections`` is not a list of :class:`ReportSection`, ``meta`` is not a
-            mapping, or ``path`` is a folder.
+            mapping, or ``path`` is not a str / ``os.PathLike`` or is a folder.
+        FileAccessError: the operating system refused the write (permission denied, no space left,
+            read-only file system, name too long, not a regular file); an older page is left as it was.
 
     Example:
         >>> import pathlib, tempfile
@@ -110,10 +112,11 @@ def write_report(
         True
     """
     page = render_html(sections, title=title, meta=meta)
-    target = pathlib.Path(path)
-    if target.is_dir():
-        raise InvalidArgumentError(f"write_report: {str(target)!r} is a folder. Fix: pass a file path such as report.html.")
-    return write_text_atomic(target, page, parents=True)
+    target = as_path(path, "report page")
+    with file_errors(target.parent, "write", "folder"):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    check_writable_target(target, "report page")  # a folder, permission, read-only disk, name length, not a pipe
+    return write_text_atomic(target, page)
 
 
 # ---------------------------------------------------------------------------------------------
