@@ -1,9 +1,12 @@
 """The ``steer`` command line (steering.cli): parsing, every command's output and exit codes, the fast
 ``--help``, and the demo (on tiny models; the real-model runs are in tests/test_real_models.py)."""
 
+import io
 import json
+import os
 import subprocess
 import sys
+import threading
 import time
 import warnings
 
@@ -31,7 +34,8 @@ def test_parser_defaults():
         "generate", DEFAULT_MODEL, ["a", "b"], 4, 0.3, None)
     rep = parser.parse_args(["report", "--pos", " weddings", "--neg", ""])
     assert (rep.layers, rep.coeffs, rep.n, rep.max_new_tokens, rep.out, rep.prompt, rep.target) == (
-        "all", "0,2,4,8,16", 2, 24, "steering-report.html", None, None)
+        "all", [0.0, 2.0, 4.0, 8.0, 16.0], 2, 24, "steering-report.html", None, None)
+    assert parser.parse_args(["report", "--pos", "a", "--neg", "", "--layers", "2,4-5"]).layers == [2, 4, 5]
     dem = parser.parse_args(["demo"])
     assert (dem.model, dem.out, dem.n, dem.max_new_tokens) == (DEFAULT_MODEL, "steering-demo.html", 4, 40)
     assert parser.parse_args(["models", "--json"]).json
@@ -111,11 +115,13 @@ def test_parse_list():
 
 
 def test_steering_error_exits_2(capsys):
-    assert main(["report", "--pos", "a", "--neg", "b", "--layers", "1-x"]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("steer: error: SteeringError: --layers '1-x' is not a list")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["report", "--pos", "a", "--neg", "b", "--layers", "1-x"])
+    assert exit_info.value.code == 2
+    assert "steer report: error: argument --layers: --layers '1-x' is not a list" in capsys.readouterr().err
     assert main(["fetch", "no-such-model"]) == 2
-    assert "steer: error: UnknownModelError:" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith("steer: error: UnknownModelError:") and err.count("\n") == 1
 
 
 def test_interrupt_exits_130(monkeypatch, capsys):
@@ -237,3 +243,247 @@ def test_demo_command_and_no_page(tiny_loader, capsys, tmp_path, monkeypatch):
     assert seen == {"model_name": "m", "out": "x.html", "n": 3, "max_new_tokens": 5, "device": None}
     result = run_demo("tiny", out=None, n=1, max_new_tokens=2, n_measure=1)
     assert "wrote" not in capsys.readouterr().out and set(result) == {"sentiment", "topic"}
+
+
+# ---------------------------------------------------------------------------------------------
+# Issue 17: options checked before any work; exit codes and one-line errors; closed pipes; any
+# stdout encoding; steer verify
+
+
+@pytest.fixture
+def no_model_load(monkeypatch):
+    """Loading a model fails the test: what it guards must be refused before any model loads."""
+    def load(*args, **kwargs):
+        pytest.fail("a model was loaded before the options were checked")
+
+    monkeypatch.setattr(commands, "load_model", load)
+    monkeypatch.setattr(demo_module, "load_model", load)
+
+
+BAD_OPTIONS = [
+    (["demo", "--n", "0"], "argument --n: 0 is out of range; allowed: an integer ≥ 1"),
+    (["demo", "--n", "-2"], "argument --n: -2 is out of range"),
+    (["demo", "--max-new-tokens", "0"], "argument --max-new-tokens: 0 is out of range"),
+    (["demo", "--device", "gpu"], "argument --device: 'gpu' is not a device"),
+    (GENERATE + ["--n", "0"], "argument --n: 0 is out of range"),
+    (GENERATE + ["--max-new-tokens", "-1"], "argument --max-new-tokens: -1 is out of range"),
+    (GENERATE + ["--layer", "-1"], "argument --layer: -1 is out of range; allowed: an integer ≥ 0"),
+    (GENERATE + ["--layer", "1.5"], "argument --layer: '1.5' is not an integer"),
+    (GENERATE + ["--coeff", "nan"], "argument --coeff: nan is not a finite number"),
+    (GENERATE + ["--coeff", "inf"], "argument --coeff: inf is not a finite number"),
+    (GENERATE + ["--coeff", "1e999"], "argument --coeff: 1e999 is not a finite number"),
+    (GENERATE + ["--top-p", "0"], "argument --top-p: 0.0 is out of range; allowed: a number in (0, 1]"),
+    (GENERATE + ["--top-p", "1.5"], "argument --top-p: 1.5 is out of range"),
+    (GENERATE + ["--temperature", "0"], "argument --temperature: 0.0 is out of range; allowed: a finite number > 0"),
+    (GENERATE + ["--temperature", "nan"], "argument --temperature: nan is not a finite number"),
+    (GENERATE + ["--freq-penalty=-inf"], "argument --freq-penalty: -inf is not a finite number"),
+    (GENERATE + ["--seed", "-1"], "argument --seed: -1 is out of range; allowed: an integer in 0..9223372036854775807"),
+    (GENERATE + ["--seed", str(2**63)], "argument --seed: 9223372036854775808 is out of range"),
+    (GENERATE + ["--prompt", ""], "argument --prompt: '' is empty"),
+    (["report", "--pos", "a", "--neg", "", "--n", "0"], "argument --n: 0 is out of range"),
+    (["report", "--pos", "a", "--neg", "", "--max-new-tokens", "0"], "argument --max-new-tokens: 0 is out of range"),
+    (["report", "--pos", "a", "--neg", "", "--layers", "-1"], "argument --layers: --layers '-1' holds -1"),
+    (["report", "--pos", "a", "--neg", "", "--coeffs", "1,nan"], "argument --coeffs: --coeffs '1,nan' holds a value"),
+    (["report", "--pos", "a", "--neg", "", "--seed", "-5"], "argument --seed: -5 is out of range"),
+]
+
+
+@pytest.mark.parametrize("argv, message", BAD_OPTIONS, ids=lambda x: " ".join(x[-2:]) if isinstance(x, list) else None)
+def test_bad_option_values_are_usage_errors(argv, message, no_model_load, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: steer ") and message in err, err
+
+
+def test_out_path_checked_before_any_model_load(no_model_load, capsys, tmp_path):
+    missing = tmp_path / "no" / "such" / "page.html"
+    for command in (["demo"], ["report", "--pos", "a", "--neg", ""]):
+        start = time.perf_counter()
+        assert main(command + ["--out", str(missing)]) == 2
+        assert time.perf_counter() - start < 5
+        err = capsys.readouterr().err
+        assert err.startswith("steer: error: InvalidArgumentError: ") and err.count("\n") == 1
+        assert str(missing.parent) in err and "does not exist" in err
+        assert main(command + ["--out", str(tmp_path)]) == 2  # a folder, not a file
+        assert "is a folder" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / ("x" * 300 + ".html"))]) == 1  # the system refuses: status 1
+    err = capsys.readouterr().err
+    assert err.startswith("steer: error: FileAccessError: ") and "too long" in err and err.count("\n") == 1
+    with pytest.raises(st.errors.InvalidArgumentError, match="does not exist"):
+        run_demo("tiny", out=str(missing))
+    with pytest.raises(st.errors.InvalidArgumentError, match="n=0"):
+        run_demo("tiny", out=None, n=0)
+    assert not missing.parent.exists()
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
+                    reason="root may write to any folder")
+def test_out_in_read_only_folder_is_refused_first(no_model_load, capsys, tmp_path):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o500)
+    try:
+        assert main(["demo", "--out", str(folder / "page.html")]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("steer: error: FileAccessError: ") and err.count("\n") == 1
+    finally:
+        folder.chmod(0o700)
+
+
+def test_concurrent_demo_pages_do_not_clash(tmp_path):
+    """Two runs writing the same --out at once: each write is whole (unique temp names), nothing left over."""
+    out = tmp_path / "demo.html"
+    sections = {name: [f"<p>{name * 2_000_000}</p>"] for name in "ab"}
+    barrier, errors = threading.Barrier(2), []
+
+    def write(name):
+        barrier.wait()
+        try:
+            for _ in range(3):
+                demo_module._write_page(str(out), name, sections[name])
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=write, args=(name,)) for name in "ab"]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    page = out.read_text(encoding="utf-8")
+    whole = [page.count(f"<p>{name * 2_000_000}</p></body></html>") for name in "ab"]
+    assert sorted(whole) == [0, 1] and page.count("<html>") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["demo.html"]
+
+
+ERRORS = [
+    (st.errors.InvalidArgumentError("n=0; allowed: n ≥ 1.\nFix: pass n=4."), 2),
+    (st.errors.InvalidCoefficientError("coeff=nan"), 2),
+    (st.errors.LayerOutOfRangeError("layer 99 is out of range: 0..29"), 2),
+    (st.errors.UnknownModelError("no model 'x'"), 2),
+    (st.errors.UnknownHookError("no hook 'x'"), 2),
+    (st.errors.EmptyPromptError("prompt is empty"), 2),
+    (st.errors.ContextLengthError("too long"), 2),
+    (st.errors.ModelFetchError("download failed"), 1),
+    (st.errors.CacheDamagedError("file changed; fix: steer fetch x --force"), 1),
+    (st.errors.FileAccessError("cannot write 'x': permission denied", path="x", cause="permission denied"), 1),
+    (st.errors.NonFiniteError("logits became NaN"), 1),
+    (st.SteeringError("something"), 1),
+    (PermissionError(13, "Permission denied"), 1),
+    (RuntimeError("CUDA out of memory\nmore detail"), 1),
+]
+
+
+@pytest.mark.parametrize("error, status", ERRORS, ids=lambda x: type(x).__name__ if isinstance(x, Exception) else None)
+def test_errors_exit_status_and_one_line(error, status, monkeypatch, capsys):
+    def fail(args):
+        raise error
+
+    monkeypatch.setitem(commands.COMMANDS, "models", fail)
+    assert main(["models"]) == status
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"steer: error: {type(error).__name__}: ") and "Traceback" not in err
+    bug = "(this is a bug in steering-lens; rerun with --debug and report it)"
+    assert (bug in err) == (not isinstance(error, (st.SteeringError, OSError)))
+    if isinstance(error, RuntimeError):
+        assert "CUDA out of memory more detail" in err
+
+
+@pytest.mark.parametrize("argv", [["--debug", "models"], ["models", "--debug"]])
+def test_debug_prints_the_traceback(argv, monkeypatch, capsys):
+    def fail(args):
+        raise st.errors.NonFiniteError("logits became NaN")
+
+    monkeypatch.setitem(commands.COMMANDS, "models", fail)
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Traceback (most recent call last):") and "in fail" in err
+    assert err.splitlines()[-1] == "steer: error: NonFiniteError: logits became NaN"
+
+
+def test_help_documents_exit_codes(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "exit status:" in out and "--debug" in out
+    for code in ("0 ", "1 ", "2 ", "130", "141"):
+        assert f"\n  {code}" in out
+
+
+def test_broken_pipe_in_process_is_quiet(monkeypatch, capsys):
+    def closed(args):
+        raise BrokenPipeError(32, "Broken pipe")
+
+    monkeypatch.setitem(commands.COMMANDS, "models", closed)
+    assert main(["models"]) == 141
+    assert capsys.readouterr().err == ""
+
+
+def _closed_pipe_run(args, timeout=60):
+    """Run ``python -m steering.cli ARGS`` with stdout a pipe whose reader has already gone."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}  # stdout block-buffered
+    proc = subprocess.Popen([sys.executable, "-m", "steering.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env=env)
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    return proc.wait(timeout=timeout), err
+
+
+@pytest.mark.parametrize("args", [["--version"], ["models"]])
+def test_closed_stdout_pipe_exits_quietly(args):
+    status, err = _closed_pipe_run(args)
+    assert (status, err) == (141, "")
+
+
+def test_ascii_stdout_help_and_models():
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    for args in (["--help"], ["models"]):
+        proc = subprocess.run([sys.executable, "-m", "steering.cli", *args], capture_output=True, env=env, timeout=60)
+        assert proc.returncode == 0 and proc.stderr == b"", proc.stderr.decode()[-2000:]
+        proc.stdout.decode("ascii")  # plain ASCII
+        if args == ["--help"]:
+            assert b"layer x coefficient sweep" in proc.stdout
+        else:
+            assert b"18 layers x 640" in proc.stdout
+
+
+def test_ascii_stdout_generate_text_and_json(tiny_loader, monkeypatch):
+    argv = GENERATE + ["--prompt", "x − y ü", "--greedy"]
+    for extra in ([], ["--json"]):
+        stream = io.TextIOWrapper(io.BytesIO(), encoding="ascii")
+        monkeypatch.setattr(sys, "stdout", stream)
+        assert main(argv + extra) == 0
+        stream.flush()
+        text = stream.buffer.getvalue().decode("ascii")
+        if extra:
+            assert json.loads(text)["settings"]["prompts"][-1] == "x − y ü"  # \\u escapes: lossless
+        else:
+            assert "prompt: 'x - y \\xfc'" in text
+
+
+def test_verify(monkeypatch, capsys):
+    rows = [{"name": "gemma3-270m", "status": "ok", "problems": [], "path": "/c/gemma"},
+            {"name": "smollm2-135m", "status": "not cached", "problems": [], "path": "/c/smol"}]
+    asked = []
+    monkeypatch.setattr(commands, "verify_model", lambda name=None, progress=True: asked.append((name, progress)) or rows)
+    assert main(["verify"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "gemma3-270m    ok          /c/gemma", "smollm2-135m   not cached  /c/smol"]
+    rows[0] = {**rows[0], "status": "damaged", "problems": ["model.gguf: checksum differs"]}
+    assert main(["verify", "gemma3-270m"]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        "gemma3-270m    damaged     /c/gemma", "    model.gguf: checksum differs", "smollm2-135m   not cached  /c/smol",
+        "fix: steer fetch gemma3-270m --force"]
+    assert main(["verify", "--json"]) == 1
+    printed = capsys.readouterr()
+    assert json.loads(printed.out) == rows and printed.err == "fix: steer fetch gemma3-270m --force\n"
+    assert asked == [(None, True), ("gemma3-270m", True), (None, False)]
+
+    def unknown(name=None, progress=True):
+        raise st.errors.UnknownModelError(f"{name!r} is not a built-in model")
+
+    monkeypatch.setattr(commands, "verify_model", unknown)
+    assert main(["verify", "nope"]) == 2
+    assert capsys.readouterr().err == "steer: error: UnknownModelError: 'nope' is not a built-in model\n"

@@ -13,25 +13,26 @@ Example:
 """
 
 import argparse
-import json
+import sys
 from typing import Any, Callable
 
-from ..errors import SteeringError
+from ..cache import verify_model
 from ..extract import actadd
 from ..generation import generate
 from ..models import cache_dir, fetch_model, load_model, model_info
 from ..report.standard import analysis_report
 from .demo import run_demo
-from .format import side_by_side
+from .format import print_json, side_by_side
+from .options import parse_list
 
-__all__ = ["run", "parse_list"]
+__all__ = ["run", "parse_list", "COMMANDS"]
 
 
 def models_cmd(args: argparse.Namespace) -> int:
     """``steer models``: the built-in models and whether each is cached."""
     rows = model_info()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print_json(rows, indent=2)
         return 0
     print(f"{'name':<14} {'cached':<7} {'download':>9}  description")
     for row in rows:
@@ -88,8 +89,7 @@ def generate_cmd(args: argparse.Namespace) -> int:
     unsteered = generate(model, args.prompt, None, **common)
     steered = generate(model, args.prompt, vec, coeff=args.coeff, positions=args.positions, **common)
     if args.json:
-        print(json.dumps({"settings": _generate_settings(args, vec), "unsteered": unsteered, "steered": steered},
-                         ensure_ascii=False))
+        print_json({"settings": _generate_settings(args, vec), "unsteered": unsteered, "steered": steered})
         return 0
     print(f"{vec!r}\n")
     for i, prompt in enumerate(args.prompt):
@@ -106,44 +106,10 @@ def demo_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
-def parse_list(text: str, cast: Callable[[str], Any], what: str) -> Any:
-    """Parse a list option: ``"0,2,4"`` → ``[0, 2, 4]``; ``"0-3"`` (ints) → ``[0, 1, 2, 3]``; ``"all"`` → ``"all"``.
-
-    Args:
-        text: The option's value.
-        cast: ``int`` or ``float``.
-        what: The option's name (without ``--``), for error messages.
-
-    Raises:
-        SteeringError: ``text`` is not such a list, or is empty.
-
-    Example:
-        >>> parse_list("0-2,5", int, "layers"), parse_list("0,2.5", float, "coeffs"), parse_list("all", int, "layers")
-        ([0, 1, 2, 5], [0.0, 2.5], 'all')
-    """
-    if text == "all":
-        return "all"
-    out = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if cast is int and "-" in part[1:]:
-                lo, hi = part.split("-", 1) if not part.startswith("-") else part[1:].split("-", 1)
-                out += list(range(int(lo), int(hi) + 1))
-            elif part:
-                out.append(cast(part))
-    except ValueError:
-        raise SteeringError(f"--{what} {text!r} is not a list; allowed: e.g. '0,2,4'" +
-                            (", '0-17' or 'all'" if cast is int else "") + ".") from None
-    if not out:
-        raise SteeringError(f"--{what} {text!r} is empty.")
-    return out
-
-
 def report_cmd(args: argparse.Namespace) -> int:
     """``steer report``: the standard analysis page (see :func:`steering.report.standard.analysis_report`)."""
-    layers = parse_list(args.layers, int, "layers")
-    coeffs = parse_list(args.coeffs, float, "coeffs")
+    layers = parse_list(args.layers, int, "layers") if isinstance(args.layers, str) else args.layers
+    coeffs = parse_list(args.coeffs, float, "coeffs") if isinstance(args.coeffs, str) else args.coeffs
     model = load_model(args.model, device=args.device)
     info = analysis_report(model, args.pos, args.neg, out=args.out, layers=layers, coeffs=coeffs,
                            prompts=args.prompt, targets=args.target, n_completions=args.n,
@@ -155,10 +121,31 @@ def report_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def verify_cmd(args: argparse.Namespace) -> int:
+    """``steer verify [NAME]``: check cached built-in models' files; exit status 1 if any is damaged.
+
+    Prints one line per model (name, status, folder) with its problems indented below, or the
+    rows as JSON with ``--json``; for each damaged model, the fix (on stderr with ``--json``).
+    """
+    rows = verify_model(args.name, progress=not args.json)
+    damaged = [row["name"] for row in rows if row["status"] == "damaged"]
+    if args.json:
+        print_json(rows, indent=2)
+    else:
+        for row in rows:
+            print(f"{row['name']:<14} {row['status']:<11} {row.get('path') or ''}".rstrip())
+            for problem in row.get("problems") or []:
+                print(f"    {problem}")
+    for name in damaged:
+        print(f"fix: steer fetch {name} --force", file=sys.stderr if args.json else sys.stdout)
+    return 1 if damaged else 0
+
+
 #: Command name (``args.command``) → its function.
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "models": models_cmd,
     "fetch": fetch_cmd,
+    "verify": verify_cmd,
     "generate": generate_cmd,
     "demo": demo_cmd,
     "report": report_cmd,

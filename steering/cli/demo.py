@@ -19,8 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from ..errors import InvalidArgumentError
 from ..extract import actadd
-from ..files import write_text_atomic
+from ..files import check_writable_target, write_text_atomic
 from ..generation import generate
 from ..models import load_model
 from ..norms import norm_profile
@@ -111,6 +112,13 @@ def _run_experiment(model: Any, kind: str, cfg: dict, *, n: int, n_measure: int,
     return result, section
 
 
+def _check_counts(**counts: Any) -> None:
+    """Refuse a count that is not an integer ≥ 1 (before the model loads)."""
+    for name, value in counts.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgumentError(f"{name}={value!r}; allowed: an integer ≥ 1. Fix: pass e.g. {name}=4.")
+
+
 def _write_page(out: str, model_name: str, sections: list[str]) -> None:
     """Write the demo page atomically and say where it went."""
     page = (
@@ -148,12 +156,20 @@ def run_demo(
     Returns:
         ``{"sentiment": {...}, "topic": {...}}`` with the texts and measurements.
 
+    Raises:
+        InvalidArgumentError: A count is not an integer ≥ 1, or ``out``'s folder is missing
+            (checked before the model loads, like every check here).
+        FileAccessError: ``out``'s folder may not be written.
+
     Example:
         >>> result = run_demo("smollm2-135m", out=None, n=2, max_new_tokens=8)  # doctest: +SKIP
         >>> sorted(result)  # doctest: +SKIP
         ['sentiment', 'topic']
     """
     start = time.perf_counter()
+    _check_counts(n=n, max_new_tokens=max_new_tokens, n_measure=n_measure)
+    if out:
+        check_writable_target(out, what="demo page")
     print(f"== steering-lens demo on {model_name} ==", flush=True)
     model = load_model(model_name, device=device)
     settings = DEMO_SETTINGS.get(model_name, DEMO_SETTINGS["gemma3-270m"])
