@@ -80,8 +80,8 @@ MOVED = {
 }
 
 #: Submodules reachable as attributes (``st.plots.effect_heatmap``) without importing them first.
-SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "cache", "lens", "norms", "backends", "placement",
-              "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
+SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "cache", "mechanisms", "lens", "norms",
+              "backends", "placement", "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
 
 __all__ = list(PUBLIC_API)
 

@@ -252,7 +252,8 @@ def test_token_scores_accepts_an_object_carrying_the_table():
 
 def test_the_package_re_exports_every_figure():
     names = ["norm_figure", "norm_layers_figure", "token_scores_figure", "lens_rank_figure", "effect_heatmap",
-             "frontier_figure", "token_view_figure"]
+             "frontier_figure", "token_view_figure", "attribution_figure", "propagation_figure", "patching_figure",
+             "position_effects_figure", "attention_figure"]
     assert sorted(plots.__all__) == sorted(names)
     for name in names:
         func = getattr(plots, name)

@@ -9,6 +9,9 @@ The statistics they draw (effect sizes, Pareto fronts) come from :mod:`steering.
 * :mod:`~steering.plots.tokens` — :func:`token_scores_figure`, :func:`token_view_figure`;
 * :mod:`~steering.plots.lens` — :func:`lens_rank_figure`;
 * :mod:`~steering.plots.effects` — :func:`effect_heatmap`, :func:`frontier_figure`.
+* :mod:`~steering.plots.mechanisms` — :func:`attribution_figure`, :func:`propagation_figure`,
+  :func:`patching_figure`, :func:`position_effects_figure`, :func:`attention_figure` (figures of
+  :mod:`steering.mechanisms`).
 
 Example:
     >>> import pandas as pd
@@ -23,6 +26,8 @@ Example:
 
 from .effects import effect_heatmap, frontier_figure
 from .lens import lens_rank_figure
+from .mechanisms import (attention_figure, attribution_figure, patching_figure, position_effects_figure,
+                         propagation_figure)
 from .norms import norm_figure, norm_layers_figure
 from .tokens import token_scores_figure, token_view_figure
 
@@ -34,4 +39,9 @@ __all__ = [
     "effect_heatmap",
     "frontier_figure",
     "token_view_figure",
+    "attribution_figure",
+    "propagation_figure",
+    "patching_figure",
+    "position_effects_figure",
+    "attention_figure",
 ]
