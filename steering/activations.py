@@ -28,6 +28,7 @@ from torch import Tensor
 from .errors import ContextLengthError, EmptyPromptError, InvalidArgumentError
 from .hooks import layer_of
 from .tokens import fill_id, left_pad, tokenize_prompt
+from .validate import as_int, describe, shown
 
 __all__ = ["read_activations", "prompt_features", "check_token_rule", "weight_mode", "TokenRule", "WeightMode"]
 
@@ -113,26 +114,30 @@ def check_token_rule(token: Any) -> TokenRule:
     """
     if isinstance(token, str) and token in ("last", "mean"):
         return token  # type: ignore[return-value]
-    if isinstance(token, int) and not isinstance(token, bool):
-        if token == 0:
+    index = None if isinstance(token, str) else as_int(token)  # an int, numpy int or 0-d int tensor
+    if index is not None:
+        if index == 0:
             raise InvalidArgumentError(
                 "token=0 selects the BOS token, where every prompt has the same activation (the difference is "
                 "zero); allowed: 'last', 'mean', or an index of a real token (1 = first after BOS, -1 = last). "
                 "Fix: pass token=1 or token=-1."
             )
-        return token
+        return index
     raise InvalidArgumentError(
-        f"token={token!r}; allowed: 'last' (each prompt's last token), 'mean' (mean over its tokens, BOS "
+        f"token={shown(token)}; allowed: 'last' (each prompt's last token), 'mean' (mean over its tokens, BOS "
         "excluded) or an int index (BOS is 0, negative from the end). Fix: pass e.g. token='last'."
     )
 
 
 def _check_batch_size(batch_size: Any) -> int:
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    checked = as_int(batch_size)  # bools, floats (2.0) and float tensors are refused, never rounded
+    if checked is None or checked < 1:
+        kind = f" is {describe(batch_size)}" if checked is None else ""
         raise InvalidArgumentError(
-            f"batch_size={batch_size!r}; allowed: an int ≥ 1 (prompts per forward pass). Fix: pass e.g. batch_size=32."
+            f"batch_size={shown(batch_size)}{kind}; allowed: an int ≥ 1 (prompts per forward pass). "
+            "Fix: pass e.g. batch_size=32."
         )
-    return batch_size
+    return checked
 
 
 def _token_index(label: str, text: str, length: int, start: int, token: TokenRule) -> int:

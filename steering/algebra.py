@@ -24,12 +24,12 @@ from .vectors import SteeringVector
 __all__ = ["mean_vectors", "cosine_matrix"]
 
 def _check_vectors(vectors: Sequence[SteeringVector], what: str) -> list[SteeringVector]:
-    vectors = list(vectors)
-    if not vectors or not all(isinstance(v, SteeringVector) for v in vectors):
+    items = list(vectors) if isinstance(vectors, (list, tuple)) else []
+    if not items or not all(isinstance(v, SteeringVector) for v in items):
         raise InvalidArgumentError(
             f"{what} needs a non-empty list of SteeringVectors, got {vectors!r:.80}. Fix: pass e.g. [vec_a, vec_b]."
         )
-    return vectors
+    return items
 
 
 def mean_vectors(vectors: Sequence[SteeringVector]) -> SteeringVector:

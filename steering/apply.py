@@ -7,6 +7,10 @@ block's) — gets ``coeff · vec`` added at ``vec.hook_name``, at the positions
 :mod:`steering.placement` chooses (front alignment for ActAdd vectors, exact under left
 padding and the KV cache). The hooks are removed on exit, also when the body raises
 (KeyboardInterrupt included). Other threads using the same model are not steered by the block.
+The arguments are checked when ``steer(...)`` is called; the object it returns can be entered again
+after it was left, never while it is active (that would add its vectors twice: refused). Passing the
+same vector object twice (``[d, d]``) is refused for the same reason. An addition more than
+:data:`~steering.placement.MAX_SCALE_RATIO` times the residual's norm warns once per call.
 
 :func:`attached` is the same machinery for the library's own engines (generation, metrics):
 it hooks a resolved backend (:mod:`steering.backends`) and knows each row's prompt length.
@@ -33,16 +37,15 @@ from torch import Tensor
 
 from . import _fast
 from .backends import Target, enter_block, exit_block, hf_module
-from .errors import InvalidCoefficientError, PromptTooShortError, warn_user
+from .errors import InvalidArgumentError, InvalidCoefficientError, PromptTooShortError, warn_user
 from .placement import (
-    Operator, Positions, Rule, ShortPrompt, Span, apply_rule, check_magnitude, check_options, make_rule, past_span,
-    placement, truncation_message,
+    Operator, Positions, Rule, ScaleCheck, ShortPrompt, Span, apply_rule, check_magnitude, check_options, make_rule,
+    past_span, placement, truncation_message,
 )
 from .validate import coeffs as check_coeffs
-from .validate import vector_list
-from .vectors import SteeringVector
+from .vectors import SteeringVector, vector_list
 
-__all__ = ["steer", "attached", "active_hooks"]
+__all__ = ["steer", "Steering", "attached", "active_hooks"]
 
 
 class _Tracker:
@@ -81,7 +84,7 @@ class _Steerer:
     """The hook function of one vector: asks :mod:`steering.placement` where, then applies the rule."""
 
     def __init__(self, vector: SteeringVector, coeff: Union[float, Tensor], rule: Rule, tracker: _Tracker,
-                 prompt_lengths: Optional[Tensor]) -> None:
+                 prompt_lengths: Optional[Tensor], scale: Optional[ScaleCheck] = None) -> None:
         self.vector = vector
         self.coeff = coeff
         self.rule = rule
@@ -92,6 +95,7 @@ class _Steerer:
         self.last_lengths: Optional[Tensor] = None
         self._cache: dict[tuple, Tensor] = {}
         self.warned = False
+        self.scale = scale  # compares the addition with the residual, at the first steered pass only
 
     def _prepared(self, like: Tensor) -> Tensor:
         """``coeff · v`` for "add", the unit direction for "ablate"/"clamp", in ``like``'s dtype."""
@@ -151,7 +155,12 @@ class _Steerer:
         if not bool(mask.any()):
             return resid
         coeff = self._row_coeffs(int(resid.shape[0])) if per_row else self.coeff
-        return apply_rule(resid, self.rule, self._prepared(resid), mask.to(resid.device), index.to(resid.device), coeff)
+        mask = mask.to(resid.device)
+        out = apply_rule(resid, self.rule, self._prepared(resid), mask, index.to(resid.device), coeff)
+        if self.scale is not None:
+            scale, self.scale = self.scale, None
+            scale(self.vector.hook_name, resid, out, mask, coeff)
+        return out
 
     def _short(self, n_tokens: int) -> None:
         if self.rule.short_prompt == "error":
@@ -170,6 +179,14 @@ def _plan(model: Any, vector: Any, coeff: Any, positions: Optional[Positions] = 
           ) -> tuple[Union[float, Tensor], list[tuple[SteeringVector, Rule]]]:
     """Validate everything before any hook is attached: vectors, coefficient(s), options, then each vector."""
     vectors = vector_list(vector)
+    for i, vec in enumerate(vectors):
+        first = next(j for j, other in enumerate(vectors) if other is vec)
+        if first != i:
+            raise InvalidArgumentError(
+                f"vector[{i}] is vector[{first}], the same SteeringVector (at {vec.hook_name}) passed twice: it "
+                "would be added twice; allowed: distinct vectors. Fix: pass it once with coeff=2 * c for twice the "
+                "addition, or [vec, vec.clone()] if two additions are really meant."
+            )
     coeff = check_coeffs(coeff)
     check_options(op, value, short_prompt)
     plan = []
@@ -189,6 +206,7 @@ def attached(
     coeff: Any = 1.0,
     *,
     prompt_lengths: Optional[Int[Tensor, " batch"]] = None,
+    scale: Optional[ScaleCheck] = None,
     **rule: Any,
 ) -> Iterator[None]:
     """Steer every call of ``target.module`` inside the block (the engines' form of :func:`steer`).
@@ -199,6 +217,10 @@ def attached(
         coeff: A coefficient, or one per batch row.
         prompt_lengths: Real prompt tokens per batch row (generation knows them; without them the
             prompt pass's own mask says).
+        scale: Warns (:class:`~steering.errors.SteeringWarning`) when, at a hook's first steered
+            forward pass, the addition exceeds :data:`~steering.placement.MAX_SCALE_RATIO` times the
+            residual's norm; once per :class:`~steering.placement.ScaleCheck`, so an engine running
+            several batches of one call passes the same one to each (default: a fresh one).
         **rule: ``positions``, ``op``, ``value``, ``short_prompt``, as in :func:`steer`.
 
     Example:
@@ -215,6 +237,7 @@ def attached(
     """
     model = target.model
     coeff, plan = _plan(model, vector, coeff, **rule)
+    scale = scale if scale is not None else ScaleCheck()
     tracker = _Tracker()
     removers = []
     try:
@@ -223,7 +246,7 @@ def attached(
             target.module.register_forward_hook(tracker.post_hook, with_kwargs=True, always_call=True).remove
         )
         for vec, rule in plan:
-            removers.append(target.add_hook(vec, _Steerer(vec, coeff, rule, tracker, prompt_lengths)))
+            removers.append(target.add_hook(vec, _Steerer(vec, coeff, rule, tracker, prompt_lengths, scale)))
         yield
     finally:
         for remove in removers:
@@ -250,7 +273,62 @@ def active_hooks(model: Any) -> int:
     return count
 
 
-@contextmanager
+class Steering:
+    """What :func:`steer` returns: a context manager that steers ``model`` while it is entered.
+
+    Its arguments were checked when :func:`steer` was called. Entering attaches the hooks, leaving
+    removes them (exceptions included). The same object may be entered again after it was left
+    (each ``with`` attaches afresh), but not while it is active: a nested ``with s:`` of the same
+    object would add the vector twice and raises :class:`~steering.errors.InvalidArgumentError`
+    (for a stronger push, use one block with a larger ``coeff``; for two additions, two
+    :func:`steer` calls).
+
+    Example:
+        >>> import steering as st
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> block = st.steer(model, st.actadd(model, "a", "b", layer=1), 2.0)
+        >>> with block:
+        ...     st.active_hooks(model) > 0
+        True
+        >>> with block:  # entered again after it was left: steers again
+        ...     st.active_hooks(model) > 0
+        True
+        >>> st.active_hooks(model)
+        0
+    """
+
+    def __init__(self, model: Any, vector: Any, coeff: Any, rule: dict) -> None:
+        self.model = model
+        self.vector = vector
+        self.coeff = coeff
+        self.rule = rule
+        _plan(model, vector, coeff, **rule)  # every refusal here, before the block is entered
+        self._active: Optional[Any] = None
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._active is not None:
+                raise InvalidArgumentError(
+                    "this steer(...) block is already active (entered and not yet left): entering it again would add "
+                    "its vectors twice; allowed: one active `with` per steer(...) object. Fix: use a single `with` "
+                    "(with a larger coeff for a stronger push), or call st.steer(...) again for a second addition."
+                )
+            hooks = attached(Target("bridge", hf_module(self.model), self.model), self.vector, self.coeff, **self.rule)
+            hooks.__enter__()
+            self._active = hooks
+        enter_block(self.model)
+
+    def __exit__(self, *exc: Any) -> Optional[bool]:
+        hooks, self._active = self._active, None
+        try:
+            exit_block(self.model)
+        finally:
+            result = hooks.__exit__(*exc) if hooks is not None else None
+        return result
+
+
 def steer(
     model: Any,
     vector: Union[SteeringVector, Sequence[SteeringVector]],
@@ -260,7 +338,7 @@ def steer(
     op: Operator = "add",
     value: Any = None,
     short_prompt: ShortPrompt = "truncate",
-) -> Iterator[None]:
+) -> Steering:
     """Steer every forward pass inside the block: add ``coeff · vector`` (or ablate / clamp a direction).
 
     Args:
@@ -282,14 +360,17 @@ def steer(
         short_prompt: What to do when a prompt is shorter than a front-aligned vector:
             ``"truncate"`` (add the first positions only, with a warning) or ``"error"``.
 
-    Yields:
-        Nothing; use ``model`` as usual inside the block.
+    Returns:
+        A :class:`Steering` context manager: use ``model`` as usual inside ``with``. Every argument
+        is checked here, before anything is attached. It may be entered again after it was left,
+        never while it is active (see :class:`Steering`).
 
     Raises:
         InvalidCoefficientError: ``coeff`` is NaN/Inf or not a number.
         VectorMismatchError: the vector was taken from another model, width, hook or weight mode.
         InvalidVectorError: the vector holds NaN/Inf.
-        InvalidArgumentError: unknown ``positions``, or a per-position vector with ``"all"``.
+        InvalidArgumentError: unknown ``positions``, a per-position vector with ``"all"``, or the
+            same vector object twice in ``vector`` (it would be added twice).
 
     Example:
         >>> import torch, steering as st
@@ -301,10 +382,4 @@ def steer(
         >>> torch.equal(logits, model(model.to_tokens("abc")))
         True
     """
-    target = Target("bridge", hf_module(model), model)
-    with attached(target, vector, coeff, positions=positions, op=op, value=value, short_prompt=short_prompt):
-        enter_block(model)
-        try:
-            yield
-        finally:
-            exit_block(model)
+    return Steering(model, vector, coeff, dict(positions=positions, op=op, value=value, short_prompt=short_prompt))

@@ -30,12 +30,12 @@ from torch import Tensor
 from .apply import attached
 from .backends import Target, model_lock, resolve
 from .errors import InvalidArgumentError
-from .placement import Operator, Positions
+from .placement import Operator, Positions, ScaleCheck
 from .settings import Backend
 from .tokens import fill_id, left_pad, right_pad
 from .sampling import check_finite_logits
-from .validate import count, vector_list
-from .vectors import SteeringVector
+from .validate import count
+from .vectors import SteeringVector, vector_list
 
 __all__ = ["forward_logprobs", "Readout"]
 
@@ -114,12 +114,13 @@ def forward_logprobs(
     target: Target = resolve(model, vector_list(vector) if steered else [], backend)
     pad_id = fill_id(model)
     out: list[Tensor] = []
+    scale = ScaleCheck()  # one oversized-addition warning per call, not per batch
     with model_lock(model), torch.no_grad():
         for i in range(0, len(seqs), batch_size):
             chunk = list(seqs[i : i + batch_size])
             kwargs, tokens = _batch_inputs(chunk, pad_id, readout, target.device)
             if steered:
-                with attached(target, vector, list(coeffs[i : i + batch_size]), positions=positions, op=op):
+                with attached(target, vector, list(coeffs[i : i + batch_size]), positions=positions, op=op, scale=scale):
                     logits = target.module(**kwargs).logits
             else:
                 logits = target.module(**kwargs).logits

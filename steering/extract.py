@@ -31,6 +31,7 @@ from .activations import read_activations, weight_mode
 from .errors import ContextLengthError, EmptyPromptError, InvalidArgumentError
 from .hooks import LayerSpec, hook_name, hook_names
 from .tokens import PadRule, pair_pad_id, readable, right_pad, tokenize_prompt
+from .validate import as_int, describe, shown
 from .vectors import SteeringVector
 
 __all__ = ["actadd", "actadd_layers"]
@@ -186,6 +187,13 @@ def _actadd_vector(
 def _actadd(model: Any, pos: Any, neg: Any, names: Sequence[str], pad: Any) -> list[SteeringVector]:
     """Algorithm 1 at every hook in ``names`` from one batched forward pass of the padded pair."""
     _check_pair(pos, neg)  # before the pad rule: a bad prompt is reported first
+    if not isinstance(pad, str):  # a token id: an int, numpy int or 0-d int tensor (never a bool or a float)
+        if as_int(pad) is None:
+            raise InvalidArgumentError(
+                f"pad={shown(pad)} is {describe(pad)}; allowed: 'space' (the paper's rule), 'eos', 'pad', a one-token "
+                "string or a token id (an int). Fix: pass pad='space'."
+            )
+        pad = as_int(pad)
     pad_id = pair_pad_id(model, pad)
     tokens, n_pos, n_neg = _padded_pair(model, pos, neg, pad_id)
     acts = read_activations(model, tokens, names)

@@ -21,7 +21,7 @@ Example:
 """
 
 import contextlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Optional, Sequence, Union
 
 import torch
@@ -31,16 +31,23 @@ from . import _fast
 from .apply import attached
 from .backends import Target, model_lock, resolve
 from .errors import ContextLengthError, InvalidArgumentError
-from .placement import Operator, Positions, ShortPrompt
+from .placement import Operator, Positions, ScaleCheck, ShortPrompt, make_rule
 from ._progress import progress_bar
-from .sampling import FiniteCheck, FrequencyPenalty, NucleusSampler, StepBar
+from .sampling import MAX_FREQ_PENALTY, FiniteCheck, FrequencyPenalty, NucleusSampler, StepBar
 from .settings import Backend
 from .tokens import fill_id, left_pad, tokenize_prompt
 from .validate import coeffs as check_coeffs
-from .validate import count, finite_number, text_list, vector_list
-from .vectors import SteeringVector
+from .validate import count, finite_number, flag, text_list
+from .validate import seed as check_seed
+from .validate import top_k as check_top_k
+from .validate import top_p as check_top_p
+from .vectors import SteeringVector, vector_list
 
-__all__ = ["generate", "repeat_block", "steering_label"]
+__all__ = ["generate", "repeat_block", "steering_label", "MAX_ROWS"]
+
+#: The most completions one :func:`generate` call makes (``len(coeff) × len(prompts) × n``): beyond it the
+#: call could not finish and its row list alone would exhaust memory.
+MAX_ROWS = 1_000_000
 
 
 _EMPTY_PROMPT = (
@@ -63,15 +70,23 @@ class _Plan:
     freq_penalty: float
     seed: Optional[int]
     show: bool
+    scale: ScaleCheck = field(default_factory=ScaleCheck)  # one oversized-addition warning per call
 
 
-def _check_sampling(temperature: Any, top_p: Any, freq_penalty: Any, seed: Any) -> None:
-    finite_number("temperature", temperature, positive=True)
-    if top_p is not None and not (isinstance(top_p, (int, float)) and 0 < top_p <= 1):
-        raise InvalidArgumentError(f"top_p={top_p!r}; allowed: a number in (0, 1], or None.")
-    finite_number("freq_penalty", freq_penalty)
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-        raise InvalidArgumentError(f"seed={seed!r}; allowed: an int or None.")
+def _check_sampling(model: Any, options: dict) -> dict:
+    """The sampling options, checked before any work, in their normal forms (see :func:`generate`)."""
+    top_k = options["top_k"]
+    return dict(
+        do_sample=flag("do_sample", options["do_sample"]),
+        temperature=finite_number("temperature", options["temperature"], positive=True),
+        top_p=check_top_p(options["top_p"]),
+        top_k=None if top_k is None else check_top_k(top_k, int(model.cfg.d_vocab), "top_k"),
+        freq_penalty=finite_number("freq_penalty", options["freq_penalty"], bound=MAX_FREQ_PENALTY),
+        seed=check_seed(options["seed"]),
+        stop_at_eos=flag("stop_at_eos", options["stop_at_eos"]),
+        use_cache=flag("use_cache", options["use_cache"]),
+        progress=flag("progress", options["progress"], optional=True),
+    )
 
 
 def _encode(model: Any, prompts: list[str], max_new_tokens: int) -> list[Tensor]:
@@ -165,7 +180,7 @@ def _run_chunk(plan: _Plan, chunk: list, chunk_coeffs: list, bar: Any) -> list[s
     else:
         row_coeff = chunk_coeffs if isinstance(plan.coeff, Tensor) else plan.coeff
         with _sharing(plan, chunk), attached(plan.target, plan.vectors, row_coeff, **plan.steering,
-                                            prompt_lengths=mask.sum(dim=1)):
+                                            prompt_lengths=mask.sum(dim=1), scale=plan.scale):
             out = plan.target.module.generate(**kwargs)
     return plan.target.model.tokenizer.batch_decode(out[:, tokens.shape[1]:].cpu(), skip_special_tokens=True)
 
@@ -237,14 +252,16 @@ def generate(
             generated once per coefficient, all as rows of the same batches (one ``generate``
             call per ``batch_size`` rows instead of one call per coefficient), and the result
             is coefficient-major: all rows of ``coeff[0]``, then of ``coeff[1]``, …
-        max_new_tokens: Tokens to generate per completion.
-        n: Completions per prompt.
-        seed: Seed for sampling (the global RNG is left untouched); ``None`` for no seeding.
-        do_sample: ``False`` for greedy decoding.
-        temperature: Sampling temperature (paper: 1).
-        top_p: Nucleus sampling mass (paper: 0.3); ``None`` or 1 to disable.
-        top_k: Top-k filter; ``None`` to disable.
-        freq_penalty: OpenAI-style frequency penalty on generated tokens (paper: 1; default 0).
+        max_new_tokens: Tokens to generate per completion (an int ≥ 1).
+        n: Completions per prompt (an int ≥ 1).
+        seed: Seed for sampling (the global RNG is left untouched): an int that ``torch.manual_seed``
+            takes (``-2**63 .. 2**64 - 1``), or ``None`` for no seeding.
+        do_sample: ``False`` for greedy decoding (a real bool: ``"no"`` or 0 are refused).
+        temperature: Sampling temperature, a finite number > 0 (paper: 1).
+        top_p: Nucleus sampling mass in ``(0, 1]`` (paper: 0.3); ``None`` or 1 to disable.
+        top_k: Top-k filter, an int in ``1 .. d_vocab``; ``None`` to disable.
+        freq_penalty: OpenAI-style frequency penalty on generated tokens (paper: 1; default 0), a
+            finite number with ``|freq_penalty| ≤`` :data:`steering.sampling.MAX_FREQ_PENALTY` (100).
         positions: Where to steer, see :func:`steering.steer`.
         op: ``"add"``, ``"ablate"`` or ``"clamp"``, see :func:`steering.steer`.
         value: The projection ``op="clamp"`` sets.
@@ -266,6 +283,7 @@ def generate(
     Raises:
         EmptyPromptError: a prompt is the empty string.
         InvalidCoefficientError: ``coeff`` is not finite.
+        InvalidArgumentError: an option is of the wrong type or out of its range (checked before any work).
         ContextLengthError: a prompt plus ``max_new_tokens`` exceeds the model's context.
         VectorMismatchError: the vector does not belong to this model.
 
@@ -282,20 +300,29 @@ def generate(
     coeff_list = coeff.tolist() if isinstance(coeff, Tensor) else [coeff]
     max_new_tokens, n = count("max_new_tokens", max_new_tokens), count("n", n)
     batch_size = count("batch_size", batch_size)
-    _check_sampling(temperature, top_p, freq_penalty, seed)
+    o = _check_sampling(model, dict(do_sample=do_sample, temperature=temperature, top_p=top_p, top_k=top_k,
+                                    freq_penalty=freq_penalty, seed=seed, stop_at_eos=stop_at_eos,
+                                    use_cache=use_cache, progress=progress))
+    if len(coeff_list) * len(prompts) * n > MAX_ROWS:
+        raise InvalidArgumentError(
+            f"n={n} completions per prompt × {len(prompts)} prompt(s) × {len(coeff_list)} coefficient(s) is "
+            f"{len(coeff_list) * len(prompts) * n:,} completions; allowed: at most {MAX_ROWS:,} per call. "
+            "Fix: lower n, or split the call."
+        )
     vectors = [] if vector is None else vector_list(vector)
+    for vec in vectors:  # the placement options, refused before any work (attached checks them again per batch)
+        make_rule(vec, positions, op, value, short_prompt)
     encoded = _encode(model, prompts, max_new_tokens)
     rows = [ids for _ in coeff_list for ids in encoded for _ in range(n)]  # coeff-, then prompt-major
     row_coeffs = [c for c in coeff_list for _ in encoded for _ in range(n)]
-    sampler = NucleusSampler(float(temperature), int(top_k) if top_k else None,
-                             float(top_p) if top_p is not None else None) if do_sample else None
+    sampler = NucleusSampler(o["temperature"], o["top_k"], o["top_p"]) if o["do_sample"] else None
     plan = _Plan(
         target=resolve(model, vectors, backend), vectors=vectors, coeff=coeff,
         chunks=[(rows[i:i + batch_size], row_coeffs[i:i + batch_size]) for i in range(0, len(rows), batch_size)],
-        config=_config(model, max_new_tokens, stop_at_eos, use_cache), sampler=sampler,
+        config=_config(model, max_new_tokens, o["stop_at_eos"], o["use_cache"]), sampler=sampler,
         steering=dict(positions=positions, op=op, value=value, short_prompt=short_prompt),
-        freq_penalty=freq_penalty, seed=seed,
-        show=progress if progress is not None else len(rows) * max_new_tokens >= 4096,
+        freq_penalty=o["freq_penalty"], seed=o["seed"],
+        show=o["progress"] if o["progress"] is not None else len(rows) * max_new_tokens >= 4096,
     )
-    with model_lock(model), _eos_cleared(plan.target.module, stop_at_eos):  # shared config: under the lock
+    with model_lock(model), _eos_cleared(plan.target.module, o["stop_at_eos"]):  # shared config: under the lock
         return _run(plan)

@@ -18,9 +18,8 @@ Example:
 import difflib
 from typing import Any, Optional, Sequence, Union
 
-import torch
-
 from .errors import LayerOutOfRangeError, UnknownHookError
+from .validate import as_int, as_real, describe, shown
 
 __all__ = [
     "hook_name",
@@ -81,11 +80,10 @@ def block_output_hook(layer: int) -> str:
         >>> block_output_hook(6)
         'blocks.6.hook_resid_post'
     """
-    if isinstance(layer, bool) or not isinstance(layer, int) or layer < 0:
-        raise LayerOutOfRangeError(
-            f"layer={layer!r}; allowed: a block index, an int >= 0. Fix: pass e.g. layer=6."
-        )
-    return f"blocks.{layer}.hook_resid_post"
+    checked = as_int(layer)
+    if checked is None or checked < 0:
+        raise LayerOutOfRangeError(f"layer={shown(layer)}; allowed: a block index, an int >= 0. Fix: pass e.g. layer=6.")
+    return f"blocks.{checked}.hook_resid_post"
 
 
 def residual_index(name: str) -> Optional[int]:
@@ -111,19 +109,19 @@ def n_layers(model: Any) -> int:
 
 def _check_layer(model: Any, layer: Any) -> int:
     count = n_layers(model)
-    if isinstance(layer, torch.Tensor) and layer.numel() == 1:
-        layer = int(layer.item())
-    if not isinstance(layer, int) or isinstance(layer, bool):
+    checked = as_int(layer)  # ints, numpy ints, 0-d int tensors; never a bool, a float or a float tensor
+    if checked is None:
+        rounded = " (floats are not rounded to a layer)" if as_real(layer) is not None else ""
         raise LayerOutOfRangeError(
-            f"layer={layer!r} is not an integer; allowed: an int in 0..{count - 1} "
-            f"(negative values count from the end). Fix: pass e.g. layer={count // 3}."
+            f"layer={shown(layer)} is not an integer ({describe(layer)}); allowed: an int in 0..{count - 1} "
+            f"(negative values count from the end){rounded}. Fix: pass e.g. layer={count // 3}."
         )
-    if not -count <= layer < count:
+    if not -count <= checked < count:
         raise LayerOutOfRangeError(
-            f"layer={layer} is out of range for this model ({count} layers); allowed: 0..{count - 1} "
+            f"layer={checked} is out of range for this model ({count} layers); allowed: 0..{count - 1} "
             f"(or -{count}..-1 from the end). Fix: pick a layer in that range, e.g. layer={count // 3}."
         )
-    return layer % count
+    return checked % count
 
 
 def hook_name(model: Any, layer: int, hook: str = "resid_pre") -> str:
@@ -202,12 +200,12 @@ def _layer_list(model: Any, layer: Any) -> list[Any]:
             f"Fix: pass e.g. layer=[0, {count - 1}]."
         )
     for each in layers:
-        if isinstance(each, bool) or not isinstance(each, int):
+        if as_int(each) is None:
             raise LayerOutOfRangeError(
-                f"layer={layer!r} holds {each!r}, a {type(each).__name__}; allowed: ints in 0..{count - 1} "
-                f"(negative from the end). Fix: pass e.g. layer=[0, {count - 1}]."
+                f"layer={shown(layer, 200)} holds {shown(each)}, {describe(each)}; allowed: ints in 0..{count - 1} "
+                f"(negative from the end; floats are not rounded). Fix: pass e.g. layer=[0, {count - 1}]."
             )
-    return layers
+    return [as_int(each) for each in layers]
 
 
 def hook_names(model: Any, layer: LayerSpec, hook: str = "resid_pre") -> tuple[list[str], bool]:

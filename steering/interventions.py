@@ -36,6 +36,7 @@ import torch
 
 from .errors import InvalidArgumentError
 from .validate import coeff as check_coeff
+from .validate import flag
 from .vectors import SteeringVector
 
 __all__ = ["vllm_interventions", "RemoteBackend"]
@@ -91,6 +92,7 @@ def vllm_interventions(
     if backend not in _BACKENDS:
         raise InvalidArgumentError(f"backend={backend!r}; allowed: 'vllm', 'inspect'. Fix: pass backend='vllm'.")
     c = check_coeff(coeff)
+    as_list = flag("as_list", as_list)
     vectors = [vector] if isinstance(vector, SteeringVector) else list(vector) if isinstance(vector, (list, tuple)) else []
     if not vectors or not all(isinstance(v, SteeringVector) for v in vectors):
         raise InvalidArgumentError(

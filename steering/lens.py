@@ -32,8 +32,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .errors import InvalidArgumentError, warn_user
-from .validate import top_k
-from .vectors import SteeringVector
+from .validate import as_int, describe, shown, top_k
+from .vectors import SteeringVector, vector_list
 
 __all__ = ["TokenScores", "logit_lens", "lens_profile", "lens_readout", "token_label", "ranked_rows", "target_ids",
            "TABLE_COLUMNS"]
@@ -203,12 +203,13 @@ def _readouts(vector: SteeringVector, position: Any, tokenizer: Any) -> list[tup
     def one(p: Any) -> tuple[str, Tensor]:
         if p in ("sum", "mean"):
             return p, t.sum(0) if p == "sum" else t.mean(0)
-        if isinstance(p, bool) or not isinstance(p, int) or not -t.shape[0] <= p < t.shape[0]:
+        index = None if isinstance(p, str) else as_int(p)
+        if index is None or not -t.shape[0] <= index < t.shape[0]:
             raise InvalidArgumentError(
-                f"position={p!r}; allowed: 'sum', 'mean', 'each', an int in 0..{t.shape[0] - 1} or a list of those "
+                f"position={shown(p)}; allowed: 'sum', 'mean', 'each', an int in 0..{t.shape[0] - 1} or a list of those "
                 f"(the vector has {t.shape[0]} positions). Fix: pass e.g. position='sum' or position=1."
             )
-        p = p % t.shape[0]
+        p = index % t.shape[0]
         tok = pos_tokens[p] if p < len(pos_tokens) else ""
         return f"pos {p} {tok!r}", t[p]
 
@@ -296,13 +297,16 @@ def target_ids(model: Any, targets: Sequence[Any]) -> list[tuple[str, int]]:
     out = []
     vocab = int(model.cfg.d_vocab)
     for t in targets:
-        if isinstance(t, int) and not isinstance(t, bool):
-            if not 0 <= t < vocab:
-                raise InvalidArgumentError(f"target id {t} is outside the vocabulary 0..{vocab - 1}.")
-            out.append((token_label(model.tokenizer, t), t))
+        tid = None if isinstance(t, str) else as_int(t)
+        if tid is not None:
+            if not 0 <= tid < vocab:
+                raise InvalidArgumentError(f"target id {tid} is outside the vocabulary 0..{vocab - 1}; allowed: ids in "
+                                           f"0..{vocab - 1} or token strings. Fix: pass e.g. [' wedding'].")
+            out.append((token_label(model.tokenizer, tid), tid))
             continue
         if not isinstance(t, str) or not t:
-            raise InvalidArgumentError(f"target {t!r}; allowed: a non-empty string or a token id.")
+            raise InvalidArgumentError(f"target {shown(t)} is {describe(t)}; allowed: a non-empty string or a token id "
+                                       "(an int). Fix: pass e.g. [' wedding'].")
         ids = model.tokenizer.encode(t, add_special_tokens=False)
         if not ids:
             raise InvalidArgumentError(f"target {t!r} encodes to no tokens; pass a string with visible text.")
@@ -346,14 +350,13 @@ def lens_profile(
     """
     import pandas as pd
 
-    if isinstance(vectors, SteeringVector):
-        vectors = [vectors]
+    vectors = vector_list(vectors, "vectors")
     if isinstance(position, (list, tuple)) or position == "each":
         raise InvalidArgumentError(
             f"position={position!r}; lens_profile takes one readout: 'sum', 'mean' or an int. Fix: pass one of those."
         )
     ids = target_ids(model, targets)
-    top = top_k(top, int(model.cfg.d_vocab))
+    top = top_k(top, int(model.cfg.d_vocab), "top")
     rows = []
     for vec in vectors:
         if not isinstance(vec, SteeringVector):

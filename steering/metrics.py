@@ -30,14 +30,16 @@ from jaxtyping import Float
 from torch import Tensor
 
 from ._progress import progress_bar
+from .backends import check_backend
 from .engine import forward_logprobs
 from .errors import InvalidArgumentError, PromptTooShortError
 from .lens import TABLE_COLUMNS, TokenScores, ranked_rows, token_label
-from .placement import Operator, Positions, masked_prefix
+from .placement import Operator, Positions, make_rule, masked_prefix
 from .settings import Backend
 from .texts import NEUTRAL_TEXTS
 from .tokens import tokenize_prompt
-from .validate import coeff_list, text_list, top_k
+from .validate import coeff as check_coeff
+from .validate import coeff_list, count, flag, text_list, top_k
 from .vectors import SteeringVector
 
 __all__ = ["off_target_kl", "perplexity_ratio", "logprob_shift", "token_shift", "kl_divergence", "check_vector"]
@@ -75,6 +77,30 @@ def check_vector(model: Any, vector: Any) -> SteeringVector:
     vector.check_finite()
     vector.check_compatible(model)
     return vector
+
+
+def _checked(model: Any, vector: Any, batch_size: Any, progress: Any = None, positions: Any = None,
+             op: Any = "add", backend: Any = "auto") -> SteeringVector:
+    """Every argument the metrics share, checked before any work: the vector, the options, the position rule."""
+    vector = check_vector(model, vector)
+    count("batch_size", batch_size, example=8)
+    flag("progress", progress, optional=True)
+    check_backend(backend)
+    if op == "clamp":
+        raise InvalidArgumentError("op='clamp' has no coefficient to sweep; allowed here: 'add', 'ablate'.")
+    make_rule(vector, positions, op)
+    return vector
+
+
+def _per_text(name: str, value: Any, default: list, n: int) -> list:
+    """``labels`` / ``conditions`` of :func:`token_shift`: ``None`` (the default) or a list with one entry per text."""
+    if value is None:
+        return default
+    if not isinstance(value, (list, tuple)) or len(value) != n:
+        size = f"has {len(value)} entries" if isinstance(value, (list, tuple)) else f"is {value!r:.40}"
+        raise InvalidArgumentError(f"{name} {size} for {n} texts; allowed: a list with one per text, or None. "
+                                   f"Fix: pass {n} {name} or leave {name} out.")
+    return list(value)
 
 
 def _texts(name: str, texts: Any) -> list[str]:
@@ -145,11 +171,9 @@ def off_target_kl(
     """
     import pandas as pd
 
-    vector = check_vector(model, vector)
+    vector = _checked(model, vector, batch_size, progress, positions, op, backend)
     prompts = _texts("prompts", NEUTRAL_TEXTS if prompts is None else prompts)
     coeff_values = coeff_list(coeffs)
-    if op == "clamp":
-        raise InvalidArgumentError("op='clamp' has no coefficient to sweep; allowed here: 'add', 'ablate'.")
     seqs = [tokenize_prompt(model, p) for p in prompts]
     starts = []
     for p, s in zip(prompts, seqs):
@@ -246,7 +270,7 @@ def perplexity_ratio(
     """
     import pandas as pd
 
-    vector = check_vector(model, vector)
+    vector = _checked(model, vector, batch_size, progress, positions, backend=backend)
     pairs = _text_groups(texts)
     coeff_values = coeff_list(coeff)
     seqs = [tokenize_prompt(model, t) for _, t in pairs]
@@ -344,9 +368,9 @@ def logprob_shift(
     """
     import pandas as pd
 
-    vector = check_vector(model, vector)
+    vector = _checked(model, vector, batch_size, positions=positions, backend=backend)
     texts = _texts("texts", NEUTRAL_TEXTS if texts is None else texts)
-    (c,) = coeff_list(coeff)
+    c = check_coeff(coeff)
     k = top_k(k, int(model.cfg.d_vocab))
     seqs = [tokenize_prompt(model, t) for t in texts]
     base = forward_logprobs(model, seqs, batch_size=batch_size, backend=backend)
@@ -416,18 +440,11 @@ def token_shift(
     """
     import pandas as pd
 
-    vector = check_vector(model, vector)
+    vector = _checked(model, vector, batch_size, positions=positions, backend=backend)
     texts = _texts("texts", texts)
-    if labels is None:
-        labels = [f"text {i}" for i in range(len(texts))]
-    if len(labels) != len(texts):
-        raise InvalidArgumentError(f"labels has {len(labels)} entries for {len(texts)} texts; allowed: one per text.")
-    conditions = list(conditions) if conditions is not None else [""] * len(texts)
-    if len(conditions) != len(texts):
-        raise InvalidArgumentError(
-            f"conditions has {len(conditions)} entries for {len(texts)} texts; allowed: one per text."
-        )
-    (c,) = coeff_list(coeff)
+    labels = _per_text("labels", labels, [f"text {i}" for i in range(len(texts))], len(texts))
+    conditions = _per_text("conditions", conditions, [""] * len(texts), len(texts))
+    c = check_coeff(coeff)
     seqs = [tokenize_prompt(model, t) for t in texts]
     base = forward_logprobs(model, seqs, batch_size=batch_size, backend=backend)
     steered = forward_logprobs(model, seqs, vector, [c] * len(seqs), positions=positions, batch_size=batch_size,

@@ -29,8 +29,9 @@ from .lens import token_label
 from .texts import NEUTRAL_TEXTS
 from .tokens import fill_id, right_pad, tokenize_prompt
 from .validate import coeff as check_coeff
-from .validate import text_list, vector_list
-from .vectors import SteeringVector
+from .validate import describe, number, shown, text_list
+from .validate import flag as check_flag
+from .vectors import SteeringVector, vector_list
 
 __all__ = ["norm_profile", "norm_diagnostics", "relative_norm", "residual_norms"]
 
@@ -38,6 +39,14 @@ __all__ = ["norm_profile", "norm_diagnostics", "relative_norm", "residual_norms"
 def _texts(prompts: Optional[Sequence[str]]) -> list[str]:
     return text_list("prompts", NEUTRAL_TEXTS if prompts is None else prompts,
                      allowed="a non-empty list of non-empty strings", example="st.texts.NEUTRAL_TEXTS")
+
+
+def _one_vector(vector: Any) -> SteeringVector:
+    vectors = vector_list(vector)
+    if len(vectors) != 1:
+        raise InvalidArgumentError(f"vector is a list of {len(vectors)} vectors; allowed: one SteeringVector here. "
+                                   "Fix: pass one, or call st.norm_diagnostics(model, vectors) for several.")
+    return vectors[0]
 
 
 def residual_norms(
@@ -89,10 +98,12 @@ def norm_profile(model: Any, vector: SteeringVector, prompt: str, coeff: float =
     import pandas as pd
 
     coeff = check_coeff(coeff)
-    if not isinstance(vector, SteeringVector):
-        raise InvalidArgumentError(f"vector must be a SteeringVector, got {type(vector).__name__}.")
+    vector = _one_vector(vector)
     vector.check_compatible(model)
-    text_list("prompt", prompt)
+    if not isinstance(prompt, str):
+        raise InvalidArgumentError(f"prompt={shown(prompt)} is {describe(prompt)}; allowed: one prompt string. "
+                                   "Fix: pass e.g. prompt='I went up to my friend and said'.")
+    text_list("prompt", prompt)  # the empty string: EmptyPromptError, as everywhere else
     tokens = tokenize_prompt(model, prompt).unsqueeze(0)
     resid_norm = residual_norms(model, [vector.hook_name], tokens)[vector.hook_name][0]  # [pos]
     steer_norm = abs(coeff) * vector.norm().float()
@@ -165,8 +176,8 @@ def norm_diagnostics(
     import pandas as pd
 
     vectors = vector_list(vectors, "vectors")
-    if not (isinstance(threshold, (int, float)) and threshold > 0):
-        raise InvalidArgumentError(f"threshold={threshold!r}; allowed: a number > 0. Fix: pass e.g. threshold=2.0.")
+    threshold = number("threshold", threshold, 0, above=True, example=2.0)
+    warn = check_flag("warn", warn)
     prompts = _texts(prompts)
     for vec in vectors:
         vec.check_compatible(model)
@@ -197,10 +208,10 @@ def norm_diagnostics(
                 flagged_msgs.append(f"layer {vec.layer} pos {p} {token!r}: {value:.0f} = {value / typical:.1f}× the typical "
                                     f"residual norm {typical:.0f}")
     if warn and flagged_msgs:
-        shown = "; ".join(flagged_msgs[:6]) + (f"; … {len(flagged_msgs) - 6} more" if len(flagged_msgs) > 6 else "")
+        listed = "; ".join(flagged_msgs[:6]) + (f"; … {len(flagged_msgs) - 6} more" if len(flagged_msgs) > 6 else "")
         warn_user(
             f"{len(flagged_msgs)} vector position(s) exceed {threshold:g}× the typical residual norm of their layer "
-            f"(a massive activation dominates the difference; front ActAdd there tends not to steer): {shown}. "
+            f"(a massive activation dominates the difference; front ActAdd there tends not to steer): {listed}. "
             "Consider an earlier layer, another prompt pair, or st.mean_diff."
         )
     return pd.DataFrame(rows)
@@ -224,6 +235,7 @@ def relative_norm(model: Any, vector: SteeringVector, prompts: Optional[Sequence
         >>> relative_norm(model, vec, ["some neutral text"]) > 0
         True
     """
+    vector = _one_vector(vector)
     vector.check_compatible(model)
     prompts = _texts(prompts)
     tokens, mask = right_pad([tokenize_prompt(model, p) for p in prompts], fill_id(model))

@@ -40,7 +40,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from .errors import InvalidArgumentError, InvalidCoefficientError, InvalidVectorError
+from .errors import InvalidArgumentError, InvalidCoefficientError, InvalidVectorError, warn_user
 from .validate import coeff as check_coeff
 from .vectors import SteeringVector
 
@@ -55,6 +55,10 @@ __all__ = [
     "check_magnitude",
     "truncation_message",
     "MAX_ADDED_NORM",
+    "MAX_SCALE_RATIO",
+    "scale_ratio",
+    "scale_message",
+    "ScaleCheck",
     "placement",
     "past_span",
     "addition",
@@ -163,8 +167,8 @@ def make_rule(
         steering.errors.InvalidArgumentError: positions='front' needs a per-position [pos, d_model] vector, but the vector at blocks.0.hook_resid_pre is a single direction; allowed: 'all' for directions. Fix: pass positions='all'.
     """
     value = check_options(op, value, short_prompt)
-    pos = positions or ("all" if vector.is_direction else "front")
-    if pos not in _POSITIONS:
+    pos = positions if positions is not None else ("all" if vector.is_direction else "front")
+    if not isinstance(pos, str) or pos not in _POSITIONS:
         raise InvalidArgumentError(
             f"positions={pos!r}; allowed: 'front' (the paper's alignment) or 'all', 'prompt', 'generated'. "
             "Fix: pass one of those."
@@ -180,7 +184,7 @@ def check_options(op: Operator, value: object, short_prompt: ShortPrompt = "trun
         >>> check_options("clamp", 2)
         2.0
     """
-    if op not in _OPS:
+    if not isinstance(op, str) or op not in _OPS:
         raise InvalidArgumentError(
             f"op={op!r}; allowed: 'add', 'ablate', 'clamp'. Fix: pass one of those (ActAdd is 'add')."
         )
@@ -192,7 +196,7 @@ def check_options(op: Operator, value: object, short_prompt: ShortPrompt = "trun
         raise InvalidArgumentError(
             f"value={value!r} is only used with op='clamp' (op={op!r}); allowed: None here. Fix: drop value=."
         )
-    if short_prompt not in _SHORT_RULES:
+    if not isinstance(short_prompt, str) or short_prompt not in _SHORT_RULES:
         raise InvalidArgumentError(f"short_prompt={short_prompt!r}; allowed: 'truncate', 'error'.")
     return check_coeff(value) if op == "clamp" else None
 
@@ -255,6 +259,79 @@ def check_magnitude(vector: SteeringVector, rule: Rule, coeff: Union[float, Tens
             "activations overflow float32 and the text comes back empty or NaN). Fix: use a coefficient of the order "
             "of the residual norm over the vector norm (st.norm_profile shows both), typically 1..20."
         )
+
+
+#: Above this ratio of the addition's norm to the residual's norm at a steered position, steering warns
+#: (once per steered call, at its first forward pass). The paper's settings stay below it: ActAdd at
+#: coefficient 20 reaches at most ~200–255× on the built-in models (SmolLM2-135M 202×, Gemma-3-270M 255×;
+#: four prompt pairs at every layer, ``st.norm_profile``), the tiny test models ≤ 35×. Beyond 1000× the
+#: model's own signal is drowned.
+MAX_SCALE_RATIO = 1000.0
+
+
+def scale_ratio(
+    resid: Float[Tensor, "batch seq d_model"], steered: Float[Tensor, "batch seq d_model"], mask: Bool[Tensor, "batch seq"]
+) -> float:
+    """The largest ``‖steered − resid‖ / ‖resid‖`` over the steered cells (0 when none is steered).
+
+    Example:
+        >>> resid = torch.ones(1, 2, 4)
+        >>> steered = resid + torch.tensor([[[0.0], [3.0]]])
+        >>> scale_ratio(resid, steered, torch.tensor([[True, True]]))
+        3.0
+    """
+    cells = mask.to(resid.device)
+    if not bool(cells.any()):
+        return 0.0
+    with torch.no_grad():
+        before = resid.detach()[cells].float()
+        added = torch.linalg.vector_norm(steered.detach()[cells].float() - before, dim=-1)
+        return float((added / torch.linalg.vector_norm(before, dim=-1).clamp_min(1e-30)).max())
+
+
+def scale_message(hook_name: str, ratio: float, coeff: Union[float, Tensor]) -> str:
+    """The warning for an addition :data:`MAX_SCALE_RATIO` times beyond the residual (names the fix).
+
+    Example:
+        >>> scale_message("blocks.1.hook_resid_pre", 5000.0, 200.0)[:96]
+        'steering at blocks.1.hook_resid_pre (layer 1, coeff=200) changes the residual by 5000× its own n'
+    """
+    c = float(coeff.abs().max()) if isinstance(coeff, Tensor) else float(coeff)
+    layer = hook_name.split(".")[1] if hook_name.startswith("blocks.") else "-"
+    return (f"steering at {hook_name} (layer {layer}, coeff={c:g}) changes the residual by {ratio:.4g}× its own norm "
+            f"at a steered position; above {MAX_SCALE_RATIO:g}× the model's own signal is drowned (the paper's "
+            f"coefficients, up to ~20, stay under ~300×). Fix: use a smaller coeff, e.g. coeff={c * 10 / ratio:.3g} (about 10×); "
+            "st.norm_profile compares the addition with the residual norm per position.")
+
+
+class ScaleCheck:
+    """Warns once when an addition dwarfs the residual (:data:`MAX_SCALE_RATIO`); shared by every batch of one call.
+
+    Each steering hook calls it at its first steered forward pass only (so never on a decode step).
+
+    Example:
+        >>> import warnings
+        >>> check = ScaleCheck()
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     for _ in range(2):
+        ...         check("blocks.0.hook_resid_pre", torch.ones(1, 1, 4), torch.full((1, 1, 4), 1e4), torch.ones(1, 1, dtype=torch.bool), 1e4)
+        >>> len(caught), check.warned
+        (1, True)
+    """
+
+    def __init__(self) -> None:
+        self.warned = False
+
+    def __call__(self, hook_name: str, resid: Tensor, steered: Tensor, mask: Tensor,
+                 coeff: Union[float, Tensor]) -> None:
+        """Compare ``steered − resid`` with ``resid`` at the steered cells; warn if it is the first time beyond the limit."""
+        if self.warned:
+            return
+        ratio = scale_ratio(resid, steered, mask)
+        if ratio > MAX_SCALE_RATIO:
+            self.warned = True
+            warn_user(scale_message(hook_name, ratio, coeff))
 
 
 def truncation_message(n_tokens: int, n_vec: int, *, hint: bool = True) -> str:

@@ -20,16 +20,23 @@ import torch
 from torch import Tensor
 
 from .errors import NonFiniteError
+from .validate import count, finite_number
+from .validate import top_k as check_top_k
+from .validate import top_p as check_top_p
 
-__all__ = ["NucleusSampler", "FrequencyPenalty", "StepBar", "FiniteCheck", "check_finite_logits"]
+__all__ = ["NucleusSampler", "FrequencyPenalty", "StepBar", "FiniteCheck", "check_finite_logits", "MAX_FREQ_PENALTY"]
+
+#: The largest ``|freq_penalty|`` accepted. A penalty of 100 already forbids any repeat (logits span a few tens);
+#: beyond it the subtraction only risks overflowing the logits (``±1e308`` gives NaN probabilities).
+MAX_FREQ_PENALTY = 100.0
 
 
 class FrequencyPenalty:
     """Subtract ``penalty × count`` from the logit of each token already generated (OpenAI-style)."""
 
     def __init__(self, penalty: float, prompt_width: int) -> None:
-        self.penalty = penalty
-        self.prompt_width = prompt_width
+        self.penalty = finite_number("freq_penalty", penalty, bound=MAX_FREQ_PENALTY)
+        self.prompt_width = count("prompt_width", prompt_width, 0, example=8)
 
     def __call__(self, input_ids: Tensor, scores: Tensor) -> Tensor:
         generated = input_ids[:, self.prompt_width:]
@@ -59,10 +66,10 @@ class NucleusSampler:
     """
 
     def __init__(self, temperature: float, top_k: Optional[int], top_p: Optional[float], probe: int = 512) -> None:
-        self.temperature = temperature
-        self.top_k = top_k
-        self.top_p = top_p
-        self.probe = probe
+        self.temperature = finite_number("temperature", temperature, positive=True)
+        self.top_k = None if top_k is None else check_top_k(top_k, 2**62, "top_k")  # the vocabulary is checked by generate
+        self.top_p = check_top_p(top_p)
+        self.probe = count("probe", probe, example=512)
 
     def _warped(self, scores: Tensor) -> Tensor:
         if self.temperature != 1.0:

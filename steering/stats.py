@@ -19,8 +19,12 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import InvalidArgumentError
+from .validate import as_int, as_real, integer, shown
 
-__all__ = ["cohens_d", "bootstrap_interval", "effect_sizes", "mean_ci", "group_mean_ci", "pareto_front"]
+__all__ = ["cohens_d", "bootstrap_interval", "effect_sizes", "mean_ci", "group_mean_ci", "pareto_front", "MAX_BOOT"]
+
+#: The most bootstrap resamples accepted (each resample holds one row of every resampled array).
+MAX_BOOT = 1_000_000
 
 
 def cohens_d(steered: np.ndarray, base: np.ndarray) -> np.ndarray:
@@ -131,9 +135,12 @@ def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int 
             f"effect_sizes needs a table with columns {sorted(needed)}; missing {sorted(missing)}. "
             "Fix: pass the output of st.sweep(...)."
         )
-    if not (isinstance(n_boot, int) and n_boot >= 1) or not (0 < ci < 1):
-        raise InvalidArgumentError(f"n_boot={n_boot!r}, ci={ci!r}; allowed: an int ≥ 1 and a level in (0, 1).")
-    rng = np.random.default_rng(seed)
+    n, level = as_int(n_boot), as_real(ci)
+    if n is None or not 1 <= n <= MAX_BOOT or level is None or not 0 < level < 1:
+        raise InvalidArgumentError(f"n_boot={shown(n_boot)}, ci={shown(ci)}; allowed: an int ≥ 1 and a level in (0, 1) "
+                                   f"(n_boot at most {MAX_BOOT:,}). Fix: pass e.g. n_boot=1000, ci=0.95.")
+    n_boot, ci = n, level
+    rng = np.random.default_rng(integer("seed", seed, 0, example=0, what="a bootstrap seed"))
     rows = []
     for (layer, metric), group in table.groupby(["layer", "metric"], sort=True):
         base = group[group["coeff"] == 0].set_index("prompt")["value"]
@@ -180,12 +187,14 @@ def mean_ci(values: Sequence[float], n_boot: int = 2000, seed: int = 0) -> tuple
         >>> mean_ci([])
         (nan, nan, nan)
     """
+    n_boot = integer("n_boot", n_boot, 1, MAX_BOOT, example=2000)
+    rng = np.random.default_rng(integer("seed", seed, 0, example=0, what="a bootstrap seed"))
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return math.nan, math.nan, math.nan
     if not np.isfinite(x).all():
         return float(x.mean()), math.nan, math.nan
-    lo, hi = bootstrap_interval(_mean, [x], n_boot=n_boot, ci=0.95, rng=np.random.default_rng(seed))
+    lo, hi = bootstrap_interval(_mean, [x], n_boot=n_boot, ci=0.95, rng=rng)
     return float(x.mean()), lo, hi
 
 

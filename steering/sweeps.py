@@ -42,7 +42,7 @@ import torch
 
 from . import _fast
 from ._progress import progress_bar
-from .backends import model_lock, resolve
+from .backends import check_backend, model_lock, resolve
 from .engine import forward_logprobs
 from .errors import InvalidArgumentError, warn_user
 from .extract import actadd_layers
@@ -54,7 +54,8 @@ from .placement import Span, addition, masked_prefix, placement, truncation_mess
 from .settings import Backend
 from .texts import NEUTRAL_TEXTS, WEDDING_WORDS, sentiment_scores, topic_fraction
 from .tokens import fill_id, left_pad, tokenize_prompt
-from .validate import coeff_list, text_list
+from .validate import coeff_list, count, flag, text_list
+from .validate import seed as check_seed
 from .vectors import SteeringVector
 
 __all__ = ["Metric", "MetricKind", "sweep"]
@@ -109,7 +110,18 @@ class Metric:
             self.name = self.kind
 
 
+def _listed(name: str, value: Any) -> Optional[list]:
+    """``None``, or a list/tuple given for ``targets`` / ``topic_words``, as a list (anything else is refused)."""
+    if value is None:
+        return None
+    if not isinstance(value, (list, tuple)):
+        raise InvalidArgumentError(f"{name}={value!r:.60}; allowed: a list of token strings (or ids), or None. "
+                                   f"Fix: wrap a single one in a list, e.g. {name}=[' wedding'].")
+    return list(value) or None
+
+
 def _as_metrics(metrics: Any, targets: Any, kl_prompts: Any, topic_words: Any) -> list[Metric]:
+    targets, topic_words = _listed("targets", targets), _listed("topic_words", topic_words)
     if isinstance(metrics, (str, Metric)):
         metrics = [metrics]
     if not isinstance(metrics, (list, tuple)) or not metrics:
@@ -312,7 +324,9 @@ def sweep(
     import pandas as pd
 
     chosen = _as_metrics(metrics, targets, kl_prompts, topic_words)
-    options = dict(n=n, max_new_tokens=max_new_tokens, seed=seed, batch_size=batch_size, backend=backend)
+    options = dict(n=count("n", n), max_new_tokens=count("max_new_tokens", max_new_tokens), seed=check_seed(seed),
+                   batch_size=count("batch_size", batch_size, example=32), backend=check_backend(backend))
+    reuse, progress = flag("reuse", reuse), flag("progress", progress, optional=True)
     s = _prepare(model, prompts, coeffs, chosen, options)
     names, _ = hook_names(model, layers, hook)
     vectors = actadd_layers(model, pos, neg, layers=[layer_of(nm) for nm in names], hook=hook, pad=pad)

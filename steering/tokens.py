@@ -79,8 +79,11 @@ def pair_pad_id(model: Any, pad: PadRule = "space") -> int:
         ' '
     """
     tok = model.tokenizer
-    if isinstance(pad, bool):
-        pad = str(pad)
+    if isinstance(pad, bool) or not isinstance(pad, (str, int)):
+        raise InvalidArgumentError(
+            f"pad={pad!r} is a {type(pad).__name__}; allowed: 'space', 'eos', 'pad', a one-token string or a token "
+            "id (int). Fix: pass pad='space' (the paper's rule)."
+        )
     if isinstance(pad, int):
         if not 0 <= pad < int(model.cfg.d_vocab):
             raise InvalidArgumentError(

@@ -20,7 +20,7 @@ import math
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal, Optional, Union
+from typing import Any, Literal, Optional, Sequence, Union
 
 import einops
 import torch
@@ -31,8 +31,9 @@ from .errors import InvalidArgumentError, InvalidVectorError, VectorFileError, V
 from .display import vector_html, vector_repr
 from .hooks import parse_hook_name
 from .persist import FIELDS, FLOAT_DTYPES, SINGLE_KEY, read_file, write_file
+from .validate import as_real
 
-__all__ = ["SteeringVector", "WeightMode", "file_entry"]
+__all__ = ["SteeringVector", "WeightMode", "file_entry", "vector_list"]
 
 #: ``"hf"`` (the bridge's unprocessed weights) or ``"compat"`` (``enable_compatibility_mode``).
 WeightMode = Literal["hf", "compat"]
@@ -75,26 +76,27 @@ class SteeringVector:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.tensor, Tensor):
+        t = self.tensor
+        if not isinstance(t, Tensor):
+            raise InvalidVectorError(f"tensor must be a torch.Tensor, got {type(t).__name__}. Fix: wrap it with torch.as_tensor(...).")
+        if t.is_meta or t.layout != torch.strided:
             raise InvalidVectorError(
-                f"tensor must be a torch.Tensor, got {type(self.tensor).__name__}. "
-                "Fix: wrap it with torch.as_tensor(...)."
-            )
-        if self.tensor.ndim not in (1, 2) or self.tensor.numel() == 0:
-            raise InvalidVectorError(
-                f"tensor has shape {tuple(self.tensor.shape)}; allowed: [d_model] (a direction) or "
-                "[pos, d_model] (per-position ActAdd), non-empty. Fix: reshape it, e.g. with einops.rearrange."
-            )
-        if not self.tensor.is_floating_point():
-            raise InvalidVectorError(
-                f"tensor has dtype {self.tensor.dtype}; allowed: a floating dtype. Fix: call .float() on it."
+                f"tensor is {'on the meta device (a shape without values)' if t.is_meta else f'a {t.layout} tensor'}; "
+                "allowed: a dense tensor holding values, e.g. on cpu. Fix: take it from a model whose weights are "
+                "loaded (load_model(..., device='cpu')) and pass a real tensor, e.g. tensor.to('cpu') / .to_dense().")
+        if t.ndim not in (1, 2) or t.numel() == 0:
+            raise InvalidVectorError(f"tensor has shape {tuple(t.shape)}; allowed: [d_model] (a direction) or [pos, "
+                                     "d_model] (per-position ActAdd), non-empty. Fix: reshape it, e.g. with einops.rearrange.")
+        if not t.is_floating_point():
+            raise InvalidVectorError(f"tensor has dtype {t.dtype}; allowed: a floating dtype. Fix: call .float() on it.")
+        if not isinstance(self.hook_name, str) or not self.hook_name:
+            raise InvalidArgumentError(
+                f"hook_name={self.hook_name!r:.60}; allowed: a full hook-point name (a non-empty str). "
+                "Fix: pass e.g. hook_name=st.hook_name(model, 6, 'resid_pre') ('blocks.6.hook_resid_pre')."
             )
         self.check_finite()
         if self.weight_mode not in ("hf", "compat"):
-            raise InvalidArgumentError(
-                f"weight_mode={self.weight_mode!r}; allowed: 'hf' or 'compat'."
-            )
-
+            raise InvalidArgumentError(f"weight_mode={self.weight_mode!r}; allowed: 'hf' or 'compat'.")
     # ------------------------------------------------------------------ properties
     @property
     def layer(self) -> Optional[int]:
@@ -170,10 +172,8 @@ class SteeringVector:
         """
         d_model = int(model.cfg.d_model)
         if self.d_model != d_model:
-            raise VectorMismatchError(
-                f"the vector has d_model={self.d_model} but model {model.cfg.model_name!r} has d_model={d_model}; "
-                "allowed: vectors taken from this model. Fix: rebuild the vector on this model."
-            )
+            raise VectorMismatchError(f"the vector has d_model={self.d_model} but model {model.cfg.model_name!r} has "
+                                      f"d_model={d_model}; allowed: vectors taken from this model. Fix: rebuild the vector on this model.")
         model_name = getattr(model.cfg, "model_name", None)
         if self.model_name is not None and model_name is not None and self.model_name != model_name:
             raise VectorMismatchError(
@@ -182,10 +182,8 @@ class SteeringVector:
                 "same weights under another name, set vec.model_name = model.cfg.model_name."
             )
         if self.hook_name not in model.hook_dict:
-            raise VectorMismatchError(
-                f"the vector's hook {self.hook_name!r} is not a hook point of model {model_name!r}; allowed: "
-                "a name in model.hook_dict. Fix: rebuild the vector on this model."
-            )
+            raise VectorMismatchError(f"the vector's hook {self.hook_name!r} is not a hook point of model {model_name!r}; "
+                                      "allowed: a name in model.hook_dict. Fix: rebuild the vector on this model.")
         mode = "compat" if getattr(model, "compatibility_mode", False) else "hf"
         if mode != self.weight_mode:
             raise VectorMismatchError(
@@ -209,9 +207,8 @@ class SteeringVector:
                     "same hook point of the same model. Fix: rebuild one of them at the other's hook."
                 )
         if self.model_name and other.model_name and self.model_name != other.model_name:
-            raise VectorMismatchError(
-                f"cannot {verb} vectors from different models: {self.model_name!r} vs {other.model_name!r}."
-            )
+            raise VectorMismatchError(f"cannot {verb} vectors from different models: {self.model_name!r} vs "
+                                      f"{other.model_name!r}.")
         if self.is_direction != other.is_direction:
             raise VectorMismatchError(
                 f"cannot {verb} a per-position vector {tuple(self.tensor.shape if not self.is_direction else other.tensor.shape)} "
@@ -249,21 +246,21 @@ class SteeringVector:
         return self._binary(other, -1.0, "subtract")
 
     def __mul__(self, scalar: _Scalar) -> "SteeringVector":
-        if isinstance(scalar, bool) or not isinstance(scalar, (int, float)) or not math.isfinite(scalar):
+        value = as_real(scalar)
+        if value is None or not math.isfinite(value):
             raise InvalidArgumentError(
                 f"cannot multiply a SteeringVector by {scalar!r}; allowed: a finite int or float. "
                 "Fix: pass a number (per-element scaling: build a new vector from vec.tensor)."
             )
-        return replace(self, tensor=self.tensor * scalar)
+        return replace(self, tensor=self.tensor * value)
 
     __rmul__ = __mul__
 
     def __truediv__(self, scalar: _Scalar) -> "SteeringVector":
-        if isinstance(scalar, (int, float)) and not isinstance(scalar, bool) and (scalar == 0 or not math.isfinite(scalar)):
-            raise InvalidArgumentError(
-                f"cannot divide a SteeringVector by {scalar!r}; allowed: a finite non-zero number."
-            )
-        return self * (1.0 / scalar) if isinstance(scalar, (int, float)) else self * scalar
+        value = as_real(scalar)
+        if value is not None and (value == 0 or not math.isfinite(value)):
+            raise InvalidArgumentError(f"cannot divide a SteeringVector by {scalar!r}; allowed: a finite non-zero number.")
+        return self * (1.0 / value if value is not None else scalar)
 
     def __neg__(self) -> "SteeringVector":
         return replace(self, tensor=-self.tensor)
@@ -299,9 +296,7 @@ class SteeringVector:
         elif reduce == "last":
             tensor = self.tensor[-1]
         else:
-            raise InvalidArgumentError(
-                f"reduce={reduce!r}; allowed: 'sum', 'mean', 'last'. Fix: pass one of those."
-            )
+            raise InvalidArgumentError(f"reduce={reduce!r}; allowed: 'sum', 'mean', 'last'. Fix: pass one of those.")
         return replace(self, tensor=tensor, meta={**self.meta, "reduced_from": f"{reduce} of {self.n_pos} positions"})
 
     def cosine_similarity(self, other: "SteeringVector", reduce: str = "sum") -> float:
@@ -318,13 +313,10 @@ class SteeringVector:
             0.7071
         """
         if not isinstance(other, SteeringVector):
-            raise InvalidArgumentError(
-                f"cosine_similarity needs another SteeringVector, got {type(other).__name__}."
-            )
+            raise InvalidArgumentError(f"cosine_similarity needs another SteeringVector, got {type(other).__name__}.")
         if self.d_model != other.d_model:
-            raise VectorMismatchError(
-                f"cannot compare vectors with d_model {self.d_model} and {other.d_model}; allowed: equal widths."
-            )
+            raise VectorMismatchError(f"cannot compare vectors with d_model {self.d_model} and {other.d_model}; "
+                                      "allowed: equal widths.")
         a = self.direction(reduce).tensor.float()
         b = other.direction(reduce).tensor.float().to(a.device)
         return float(torch.nn.functional.cosine_similarity(a, b, dim=0))
@@ -343,13 +335,8 @@ class SteeringVector:
 
     def clone(self) -> "SteeringVector":
         """A copy with its own tensor storage."""
-        return replace(
-            self,
-            tensor=self.tensor.clone(),
-            prompts=dict(self.prompts),
-            tokens={k: list(v) for k, v in self.tokens.items()},
-            meta=dict(self.meta),
-        )
+        return replace(self, tensor=self.tensor.clone(), prompts=dict(self.prompts),
+                       tokens={k: list(v) for k, v in self.tokens.items()}, meta=dict(self.meta))
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: Union[str, os.PathLike]) -> Path:
@@ -415,15 +402,12 @@ class SteeringVector:
     def retarget(self, model: Any) -> "SteeringVector":
         """A copy declared to belong to ``model``: the explicit override of :meth:`check_compatible`.
 
-        :meth:`check_compatible` (run whenever a vector is applied) refuses a vector
-        whose recorded model name or weight mode differs from the model's, e.g. a vector
-        loaded from a file made on another model. When you know the vector is valid
-        there anyway (the same weights under another name, a fine-tune that kept the
-        residual basis, an experiment in transfer), ``retarget`` sets ``model_name`` and
-        ``weight_mode`` to the model's and records the old values in
-        ``meta["retargeted_from"]``. It still refuses what cannot work: a different
-        ``d_model``, or a hook point the model does not have. The tensor values are not
-        changed, so a vector taken under another weight mode keeps that mode's values.
+        :meth:`check_compatible` refuses a vector whose recorded model name or weight mode
+        differs from the model's. When you know it is valid there anyway (the same weights under
+        another name, a fine-tune that kept the residual basis, a transfer experiment), this sets
+        ``model_name`` and ``weight_mode`` to the model's, recording the old ones in
+        ``meta["retargeted_from"]``. A different ``d_model`` or a missing hook point is still
+        refused. The tensor values are not changed.
 
         Args:
             model: The ``TransformerBridge`` the vector should be applied to.
@@ -487,9 +471,29 @@ def file_entry(vec: Any, key: str, where: str) -> tuple[str, Tensor, dict[str, A
             "SteeringVector(tensor, hook_name=...)."
         )
     if vec.dtype not in FLOAT_DTYPES.values():
-        raise InvalidArgumentError(
-            f"{where} has dtype {vec.dtype}; allowed: {', '.join(FLOAT_DTYPES)}. Fix: cast it with "
-            "vec.to(torch.float32)."
-        )
+        raise InvalidArgumentError(f"{where} has dtype {vec.dtype}; allowed: {', '.join(FLOAT_DTYPES)}. Fix: cast it "
+                                   "with vec.to(torch.float32).")
     vec.check_finite()
     return key, vec.tensor, {name: getattr(vec, name) for name in FIELDS}
+
+
+def vector_list(value: Any, name: str = "vector", *, allow_empty: bool = False) -> list[SteeringVector]:
+    """One :class:`SteeringVector` or a list of them, as a list (the argument check of every steering call).
+
+    Example:
+        >>> vector_list([1])
+        Traceback (most recent call last):
+        ...
+        steering.errors.InvalidArgumentError: vector=[1] is not a SteeringVector; allowed: a SteeringVector or a list of them. Fix: build one with st.actadd(model, pos, neg, layer).
+    """
+    if isinstance(value, SteeringVector):
+        return [value]
+    items: Sequence[Any] = value if isinstance(value, (list, tuple)) else []
+    if (not items and not (allow_empty and isinstance(value, (list, tuple)))) or not all(
+        isinstance(v, SteeringVector) for v in items
+    ):
+        raise InvalidArgumentError(
+            f"{name}={value!r:.200} is not a SteeringVector; allowed: a SteeringVector or a list of them. "
+            "Fix: build one with st.actadd(model, pos, neg, layer)."
+        )
+    return list(items)

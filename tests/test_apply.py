@@ -12,6 +12,7 @@ import torch
 
 import steering as st
 from conftest import PROMPTS, Boom, everywhere_adder, front_adder, logits_by_hand, tokens_of
+from steering.engine import forward_logprobs
 from steering.tokens import tokenize_prompt
 from steering.tokens import left_pad
 
@@ -306,3 +307,101 @@ def test_per_row_coefficients_must_match_the_batch(love, no_hooks):
     no_hooks(model)
 
 
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): one block, entered once at a time
+def test_entering_an_active_steer_block_again_is_refused(tiny, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    tokens = tokens_of(tiny, PROMPTS[0])
+    block = st.steer(tiny, vec, 3.0)
+    with block:
+        once = tiny(tokens)
+        with pytest.raises(st.errors.InvalidArgumentError, match=r"this steer\(\.\.\.\) block is already active.*"
+                                                                 r"would add its vectors twice.*Fix:"):
+            with block:
+                pass
+        torch.testing.assert_close(tiny(tokens), once)  # the failed re-entry changed nothing
+    no_hooks(tiny)
+
+
+def test_a_steer_block_can_be_reused_after_it_was_left(tiny, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    tokens = tokens_of(tiny, PROMPTS[0])
+    block = st.steer(tiny, vec, 3.0)
+    with block:
+        first = tiny(tokens)
+    no_hooks(tiny)
+    with block:
+        again = tiny(tokens)
+    no_hooks(tiny)
+    torch.testing.assert_close(first, again)
+    assert not torch.equal(first, tiny(tokens))
+
+
+def test_steer_checks_its_arguments_when_called(tiny, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    with pytest.raises(st.errors.InvalidCoefficientError):
+        st.steer(tiny, vec, float("nan"))  # no `with` needed: refused at the call
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("twice", ["steer", "generate"])
+def test_the_same_vector_object_twice_is_refused(tiny, twice, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    match = r"vector\[1\] is vector\[0\], the same SteeringVector \(at blocks\.1\.hook_resid_pre\) passed twice.*coeff=2"
+    with pytest.raises(st.errors.InvalidArgumentError, match=match):
+        if twice == "steer":
+            with st.steer(tiny, [vec, vec], 2.0):
+                pass
+        else:
+            st.generate(tiny, "hello", [vec, vec], 2.0, max_new_tokens=2)
+    no_hooks(tiny)
+    with st.steer(tiny, [vec, vec.clone()], 1.0):  # two additions, asked for explicitly
+        two = tiny(tokens_of(tiny, PROMPTS[0]))
+    with st.steer(tiny, vec, 2.0):
+        torch.testing.assert_close(tiny(tokens_of(tiny, PROMPTS[0])), two, atol=1e-4, rtol=1e-4)
+    no_hooks(tiny)
+
+
+# ---------------------------------------------------------------- issue 17 (category 4): additions that dwarf the residual
+def _scale_warnings(caught):
+    return [w for w in caught if issubclass(w.category, st.SteeringWarning) and "drowned" in str(w.message)]
+
+
+def test_an_addition_a_thousand_times_the_residual_warns_once_naming_layer_ratio_and_fix(tiny, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    tokens = tokens_of(tiny, PROMPTS[0])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with st.steer(tiny, vec, 1e5):
+            tiny(tokens)
+            tiny(tokens)  # the check runs at the first steered pass only
+    (warning,) = _scale_warnings(caught)
+    text = str(warning.message)
+    assert "blocks.1.hook_resid_pre (layer 1, coeff=100000)" in text and "× its own norm" in text
+    assert "Fix: use a smaller coeff" in text
+    no_hooks(tiny)
+
+
+def test_the_papers_coefficients_do_not_warn(any_tiny):
+    vec = st.actadd(any_tiny, "I talk about weddings constantly", "I do not talk about weddings constantly", layer=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        st.generate(any_tiny, PROMPTS, vec, [1.0, 20.0, -20.0], max_new_tokens=3, do_sample=False)
+        with st.steer(any_tiny, vec, 20.0):
+            any_tiny(tokens_of(any_tiny, PROMPTS[0]))
+    assert not _scale_warnings(caught)
+
+
+@pytest.mark.parametrize("backend", ["bridge", "twin"])
+def test_one_warning_per_call_across_batches(tiny, backend):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        st.generate(tiny, PROMPTS, vec, 1e5, max_new_tokens=2, batch_size=1, do_sample=False, backend=backend)
+    assert len(_scale_warnings(caught)) == 1
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seqs = [tokenize_prompt(tiny, p) for p in PROMPTS]
+        forward_logprobs(tiny, seqs, vec, [1.0, 1.0, 1e5], batch_size=1, backend=backend)  # the last batch
+    assert len(_scale_warnings(caught)) == 1

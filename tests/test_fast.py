@@ -602,3 +602,80 @@ def test_packing_and_sharing_name_non_int_counts_outside_pytest_checks():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert "packed_weights: rows=2.5; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]
     assert "shared_rows: times='3'; allowed: an int >= 1" in res.stdout, res.stderr[-2000:]
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): the twin sees changed weights
+def _mutate_in_place(model):
+    with torch.no_grad():
+        _down(model).weight.mul_(0.0)
+
+
+def _down(model):
+    layers = model.original_model.model.layers if hasattr(model.original_model, "model") else model.original_model.transformer.h
+    layer = layers[0]
+    return layer.mlp.down_proj if hasattr(layer.mlp, "down_proj") else layer.mlp.c_proj
+
+
+def _reassign(model):
+    old = _down(model).weight
+    _down(model).weight = torch.nn.Parameter(torch.randn_like(old) * 2.0, requires_grad=False)
+
+
+def _reassign_on_the_bridge(model):
+    out = model.blocks[0].mlp.out
+    out.weight = torch.nn.Parameter(torch.randn_like(out.weight) * 2.0, requires_grad=False)
+
+
+def _load_other_weights(model, assign):
+    arch = "llama" if hasattr(model.original_model, "model") else "gpt2"
+    model.original_model.load_state_dict(tiny_model(arch, seed=7).original_model.state_dict(), assign=assign)
+
+
+CHANGES = {
+    "in place": _mutate_in_place,
+    "reassigned on the HF module": _reassign,
+    "reassigned on the bridge": _reassign_on_the_bridge,
+    "load_state_dict": lambda m: _load_other_weights(m, False),
+    "load_state_dict(assign=True)": lambda m: _load_other_weights(m, True),
+}
+
+
+@pytest.mark.parametrize("change", list(CHANGES))
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_generation_after_a_weight_change_equals_the_bridge(arch, change):
+    model = tiny_model(arch)
+    vec = st.actadd(model, "love", "hate", layer=1)
+    kw = dict(max_new_tokens=8, do_sample=False)
+    before = st.generate(model, PROMPTS, vec, 4.0, backend="twin", **kw)  # builds and uses the twin
+    CHANGES[change](model)
+    bridge = st.generate(model, PROMPTS, vec, 4.0, backend="bridge", **kw)
+    assert bridge != before  # the change matters
+    assert st.generate(model, PROMPTS, vec, 4.0, backend="twin", **kw) == bridge
+    assert st.generate(model, PROMPTS, vec, 4.0, **kw) == bridge  # auto
+    assert st.generate(model, PROMPTS, None, backend="twin", **kw) == st.generate(model, PROMPTS, None, backend="bridge", **kw)
+    assert shares_weights(model, twin_for(model))
+
+
+def test_the_twin_is_rebuilt_only_when_a_tensor_was_replaced():
+    model = tiny_model()
+    twin = twin_for(model)
+    _mutate_in_place(model)
+    assert twin_for(model) is twin  # shared tensors: nothing to rebuild
+    _reassign(model)
+    rebuilt = twin_for(model)
+    assert rebuilt is not twin and existing_twin(model) is rebuilt and twin_for(model) is rebuilt
+    assert st.active_hooks(model) == 0
+
+
+def test_a_swapped_sub_module_is_seen_too():
+    model = tiny_model("llama")
+    vec = st.actadd(model, "love", "hate", layer=1)
+    kw = dict(max_new_tokens=8, do_sample=False)
+    before = st.generate(model, PROMPTS, vec, 4.0, backend="twin", **kw)
+    mlp = model.original_model.model.layers[0].mlp
+    width, hidden = mlp.down_proj.weight.shape
+    torch.manual_seed(3)
+    mlp.down_proj = torch.nn.Linear(hidden, width, bias=False).requires_grad_(False)
+    bridge = st.generate(model, PROMPTS, vec, 4.0, backend="bridge", **kw)
+    assert bridge != before
+    assert st.generate(model, PROMPTS, vec, 4.0, backend="twin", **kw) == bridge

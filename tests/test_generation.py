@@ -77,7 +77,7 @@ def test_frequency_penalty_stops_repeats(any_tiny):
     kw = dict(max_new_tokens=8, do_sample=False)
     plain = st.generate(any_tiny, PROMPTS, None, **kw)
     assert any(len(set(t)) < len(t) for t in plain)  # the tiny models repeat themselves
-    penalised = st.generate(any_tiny, PROMPTS, None, freq_penalty=1e3, **kw)
+    penalised = st.generate(any_tiny, PROMPTS, None, freq_penalty=100, **kw)  # the largest accepted
     for text in penalised:  # one character per token: a huge penalty forbids any repeat
         assert len(set(text)) == len(text), text
 
@@ -238,3 +238,58 @@ def test_repeat_block_finds_the_smallest_repeated_block():
     assert repeat_block([a, b, c, a, b]) is None  # 5 rows: no divisor repeats
     assert repeat_block([a, b, a, c]) is None
     assert repeat_block([a]) is None
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): every option checked before work
+import numpy as np  # noqa: E402
+
+BAD_OPTIONS = [
+    ("top_k", -5), ("top_k", 0), ("top_k", "5"), ("top_k", 2.7), ("top_k", True), ("top_k", torch.tensor(3.0)),
+    ("top_k", 10**6),
+    ("top_p", True), ("top_p", "0.5"), ("top_p", 0), ("top_p", 1.5), ("top_p", float("nan")),
+    ("do_sample", "no"), ("do_sample", 1), ("do_sample", None),
+    ("seed", 2**70), ("seed", 1.0), ("seed", "0"), ("seed", True),
+    ("freq_penalty", 1e308), ("freq_penalty", -1e308), ("freq_penalty", 101), ("freq_penalty", float("inf")),
+    ("freq_penalty", True),
+    ("temperature", 0), ("temperature", -1.0), ("temperature", float("nan")), ("temperature", float("inf")),
+    ("temperature", True), ("temperature", "1"),
+    ("max_new_tokens", 0), ("max_new_tokens", -3), ("max_new_tokens", 2.0), ("max_new_tokens", True),
+    ("max_new_tokens", torch.tensor(2.5)),
+    ("n", 0), ("n", -1), ("n", True), ("n", 2.0),
+    ("batch_size", 0), ("batch_size", -2), ("batch_size", 1.5), ("batch_size", False),
+    ("stop_at_eos", "yes"), ("use_cache", 0), ("progress", "no"),
+]
+
+
+@pytest.mark.parametrize("name, bad", BAD_OPTIONS, ids=[f"{n}={b!r}" for n, b in BAD_OPTIONS])
+def test_bad_options_are_refused_before_any_work_naming_the_value(tiny, name, bad, untyped, no_hooks, monkeypatch):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+
+    def no_forward(*args, **kwargs):
+        raise AssertionError("the model ran before the options were checked")
+
+    monkeypatch.setattr(importlib.import_module("steering.generation"), "resolve", no_forward)
+    with pytest.raises(st.errors.InvalidArgumentError) as info:
+        st.generate(tiny, "hello", vec, 2.0, **{"max_new_tokens": 2, name: bad})
+    text = str(info.value)
+    assert text.startswith(f"{name}={bad!r}"[:30]), text
+    assert "allowed:" in text and "Fix:" in text, text
+    no_hooks(tiny)
+
+
+def test_numpy_and_integer_tensor_options_are_numbers(tiny, untyped):
+    kw = dict(max_new_tokens=np.int64(3), n=torch.tensor(2), top_k=np.int32(5), seed=np.int64(1),
+              temperature=np.float32(0.8), top_p=torch.tensor(0.5), batch_size=np.int64(4))
+    plain = dict(max_new_tokens=3, n=2, top_k=5, seed=1, temperature=float(np.float32(0.8)), top_p=0.5, batch_size=4)
+    assert st.generate(tiny, "hello", None, **kw) == st.generate(tiny, "hello", None, **plain)
+
+
+def test_a_call_too_large_to_finish_is_refused_up_front(tiny, no_hooks):
+    from steering.generation import MAX_ROWS
+
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"n=1180591620717411303424 completions per prompt × 2 "
+                                                             r"prompt\(s\) × 1 coefficient\(s\).*allowed: at most 1,000,000"):
+        st.generate(tiny, ["a", "b"], None, n=2**70)
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"allowed: at most 1,000,000 per call"):
+        st.generate(tiny, "a", None, [0.0, 1.0], n=MAX_ROWS // 2 + 1)
+    no_hooks(tiny)

@@ -143,3 +143,35 @@ def test_block_output_hook_names_the_block_output_and_refuses_non_indices(untype
     for bad in (-1, 1.5, True, "3", None):
         with pytest.raises(st.errors.LayerOutOfRangeError, match=r"allowed: a block index, an int >= 0\. Fix:"):
             block_output_hook(bad)
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): a layer is an int, never a rounded float
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+BAD_LAYERS = [torch.tensor(1.7), torch.tensor(1.0), 1.0, 0.5, True, "1", None, torch.tensor([1]), np.float64(1.0)]
+
+
+@pytest.mark.parametrize("bad", BAD_LAYERS, ids=repr)
+def test_a_layer_that_is_not_an_int_is_refused_everywhere(tiny, bad, untyped, no_hooks):
+    shown = re.escape(repr(bad)[:20])
+    for call in (lambda: st.hook_name(tiny, bad), lambda: hook_names(tiny, bad), lambda: hook_names(tiny, [0, bad]),
+                 lambda: st.actadd(tiny, "a", "b", layer=bad), lambda: st.actadd_layers(tiny, "a", "b", layers=[bad])):
+        with pytest.raises(st.errors.LayerOutOfRangeError, match=rf"layer=.*{shown}.*allowed: .*ints? in 0\.\.1"):
+            call()
+    no_hooks(tiny)
+
+
+def test_a_float_tensor_layer_is_not_truncated(tiny, untyped):
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=r"layer=tensor\(1\.7000\) is not an integer \(a float32 "
+                                                             r"tensor of shape \(\)\).*floats are not rounded"):
+        st.actadd(tiny, "a", "b", layer=torch.tensor(1.7))
+
+
+def test_numpy_and_integer_tensor_layers_are_ints(tiny, untyped):
+    for layer in (np.int64(1), torch.tensor(1), np.int32(-1)):
+        assert st.hook_name(tiny, layer) == "blocks.1.hook_resid_pre"
+        assert hook_names(tiny, [0, layer]) == (["blocks.0.hook_resid_pre", "blocks.1.hook_resid_pre"], False)
+    assert st.actadd(tiny, "a", "b", layer=np.int64(1)).hook_name == "blocks.1.hook_resid_pre"
+    with pytest.raises(st.errors.LayerOutOfRangeError, match=r"layer=tensor\(1\.5000\); allowed: a block index"):
+        st.hooks.block_output_hook(torch.tensor(1.5))

@@ -5,6 +5,7 @@ tests/test_real_analysis.py.)
 """
 
 import math
+import re
 
 import pytest
 import torch
@@ -124,3 +125,64 @@ def test_bad_input_names_the_value_and_the_fix(vec, call, match, no_hooks):
     with pytest.raises(st.SteeringError, match=match):
         call(model, v)
     no_hooks(model)
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): batch sizes and options, before any work
+import numpy as np  # noqa: E402
+
+METRICS = {
+    "off_target_kl": lambda m, v, **kw: st.off_target_kl(m, v, TEXTS, coeffs=[1.0], **kw),
+    "perplexity_ratio": lambda m, v, **kw: st.perplexity_ratio(m, v, TEXTS, coeff=1.0, **kw),
+    "logprob_shift": lambda m, v, **kw: st.logprob_shift(m, v, TEXTS, coeff=1.0, **kw),
+    "token_shift": lambda m, v, **kw: st.token_shift(m, v, TEXTS, coeff=1.0, **kw),
+}
+BAD_BATCH_SIZES = [0, -1, 2.0, True, "8", None, torch.tensor(2.5)]
+
+
+@pytest.mark.parametrize("bad", BAD_BATCH_SIZES, ids=repr)
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_bad_batch_size_is_refused_before_any_forward(tiny, metric, bad, untyped, no_hooks, monkeypatch):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    module = __import__("steering.metrics", fromlist=["forward_logprobs"])
+    monkeypatch.setattr(module, "forward_logprobs", lambda *a, **k: pytest.fail("ran a forward pass first"))
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"batch_size={re.escape(repr(bad))}; allowed: an integer "
+                                                             r"≥ 1\. Fix: pass e\.g\. batch_size=8\."):
+        METRICS[metric](tiny, vec, batch_size=bad)
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(progress="no"), r"progress='no' is a str; allowed: True, False or None"),
+    (dict(backend="fast"), r"backend='fast'; allowed: 'auto', 'bridge', 'twin'"),
+    (dict(positions="everywhere"), r"positions='everywhere'; allowed"),
+    (dict(coeffs=[1.0, float("nan")]), r"coeff=nan is not a finite number"),
+])
+def test_off_target_kl_options_are_checked_first(tiny, kwargs, match, untyped, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    with pytest.raises(st.errors.SteeringError, match=match):
+        st.off_target_kl(tiny, vec, TEXTS, **({"coeffs": [1.0]} | kwargs))
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("metric", ["logprob_shift", "token_shift"])
+def test_single_coefficient_metrics_refuse_a_list(tiny, metric, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    call = getattr(st, metric)
+    with pytest.raises(st.errors.InvalidCoefficientError, match=r"coeff=\[1\.0, 2\.0\] is not a finite number"):
+        call(tiny, vec, TEXTS, coeff=[1.0, 2.0])
+    no_hooks(tiny)
+
+
+def test_numpy_batch_sizes_are_ints(tiny, untyped):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    a = st.off_target_kl(tiny, vec, TEXTS, coeffs=[2.0], batch_size=np.int64(2))
+    b = st.off_target_kl(tiny, vec, TEXTS, coeffs=[2.0], batch_size=2)
+    assert a.equals(b)
+
+
+@pytest.mark.parametrize("name, bad", [("labels", True), ("labels", "one"), ("conditions", True), ("conditions", ["a"])])
+def test_token_shift_labels_and_conditions_are_lists_of_one_per_text(tiny, name, bad, untyped, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"{name} .* for 3 texts; allowed: a list with one per text"):
+        st.token_shift(tiny, vec, TEXTS, **{name: bad})
+    no_hooks(tiny)

@@ -57,3 +57,33 @@ def test_bad_input_names_the_value_and_the_fix(vec, call, match, no_hooks):
     with pytest.raises(st.SteeringError, match=match):
         call(model, v)
     no_hooks(model)
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): the same refusals as the rest of the API
+def test_norm_profile_refuses_an_empty_prompt_like_everything_else(tiny, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    with pytest.raises(st.errors.EmptyPromptError, match=r"prompt\[0\] is the empty string"):
+        st.norm_profile(tiny, vec, "")
+    with pytest.raises(st.errors.EmptyPromptError):
+        st.generate(tiny, "", vec, 1.0)  # the rule it follows
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda m, v: st.norm_profile(m, v, ["a", "b"]), st.errors.InvalidArgumentError,
+     r"prompt=\['a', 'b'\] is a list; allowed: one prompt string"),
+    (lambda m, v: st.norm_profile(m, v, 3), st.errors.InvalidArgumentError, r"prompt=3 is an int"),
+    (lambda m, v: st.norm_profile(m, [v, v], "hello"), st.errors.InvalidArgumentError, r"vector is a list of 2 vectors"),
+    (lambda m, v: st.norm_profile(m, "v", "hello"), st.errors.InvalidArgumentError, r"vector='v' is not a SteeringVector"),
+    (lambda m, v: st.norm_profile(m, v, "hello", coeff=True), st.errors.InvalidCoefficientError, r"coeff=True"),
+    (lambda m, v: st.norm_diagnostics(m, v, threshold=True), st.errors.InvalidArgumentError, r"threshold=True is a bool"),
+    (lambda m, v: st.norm_diagnostics(m, v, threshold=0), st.errors.InvalidArgumentError,
+     r"threshold=0; allowed: a finite number > 0"),
+    (lambda m, v: st.norm_diagnostics(m, v, warn="no"), st.errors.InvalidArgumentError, r"warn='no' is a str"),
+    (lambda m, v: relative_norm(m, 3), st.errors.InvalidArgumentError, r"vector=3 is not a SteeringVector"),
+])
+def test_bad_arguments_name_the_value(tiny, call, error, match, untyped, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    with pytest.raises(error, match=match):
+        call(tiny, vec)
+    no_hooks(tiny)

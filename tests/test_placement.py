@@ -163,3 +163,74 @@ def test_a_huge_vector_is_refused_like_a_huge_coefficient(tiny):
     vec = _vector(tiny, 3) * 1e30
     with pytest.raises(st.errors.InvalidCoefficientError, match=r"coeff=1 adds a vector of norm"):
         st.generate(tiny, "hello", vec, 1.0, max_new_tokens=2)
+
+
+# ---------------------------------------------------------------- issue 17 (category 4): additions that dwarf the residual
+import warnings  # noqa: E402
+
+from steering.placement import MAX_SCALE_RATIO, ScaleCheck, scale_message, scale_ratio  # noqa: E402
+
+
+def _drowned(caught):
+    return [w for w in caught if issubclass(w.category, st.SteeringWarning) and "drowned" in str(w.message)]
+
+
+def test_scale_ratio_is_the_largest_addition_over_residual_at_steered_cells():
+    resid = torch.tensor([[[3.0, 4.0], [1.0, 0.0], [0.0, 2.0]]])
+    steered = resid + torch.tensor([[[0.0, 5.0], [100.0, 0.0], [0.0, 1.0]]])
+    assert scale_ratio(resid, steered, torch.tensor([[True, False, True]])) == 1.0  # the 100× cell is not steered
+    assert scale_ratio(resid, steered, torch.tensor([[True, True, True]])) == 100.0
+    assert scale_ratio(resid, steered, torch.zeros(1, 3, dtype=torch.bool)) == 0.0
+
+
+def test_scale_check_warns_once_above_the_documented_ratio():
+    check = ScaleCheck()
+    resid, mask = torch.ones(1, 2, 4), torch.ones(1, 2, dtype=torch.bool)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check("blocks.0.hook_resid_pre", resid, resid * (1 + MAX_SCALE_RATIO * 0.99), mask, 5.0)  # just below
+        assert not _drowned(caught) and not check.warned
+        for _ in range(3):
+            check("blocks.0.hook_resid_pre", resid, resid * (2 + MAX_SCALE_RATIO), mask, 5.0)
+    (warning,) = _drowned(caught)
+    assert "blocks.0.hook_resid_pre (layer 0, coeff=5)" in str(warning.message)
+    assert str(warning.message) == scale_message("blocks.0.hook_resid_pre", 1 + MAX_SCALE_RATIO, 5.0)
+
+
+@pytest.mark.parametrize("op, kwargs", [("add", dict(coeff=1e5)), ("clamp", dict(value=1e7))])
+def test_oversized_steering_warns_on_every_operator_and_backend(tiny, op, kwargs, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    vec = vec.direction() if op != "add" else vec
+    for backend in ("bridge", "twin"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            st.generate(tiny, "hello there", vec, op=op, max_new_tokens=2, do_sample=False, backend=backend, **kwargs)
+        assert len(_drowned(caught)) == 1, backend
+    no_hooks(tiny)
+
+
+@pytest.mark.slow
+def test_the_papers_settings_stay_under_the_warning_on_a_real_model(smollm):
+    for pos, neg in (("Love", "Hate"), ("Anger", "Calm")):
+        for layer in (0, 3, 6, 15):
+            vec = st.actadd(smollm, pos, neg, layer=layer)
+            ratio = float(st.norm_profile(smollm, vec, "I hate you because", coeff=20.0)["ratio"].max())
+            assert ratio < MAX_SCALE_RATIO / 3, (pos, neg, layer, ratio)
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                with st.steer(smollm, vec, 20.0):
+                    smollm(smollm.to_tokens("I hate you because"))
+            assert not _drowned(caught)
+
+
+@pytest.mark.parametrize("kwargs", [dict(positions=torch.tensor([1, 2])), dict(op=torch.tensor([1, 2])),
+                                    dict(short_prompt=["error"]), dict(positions=0)], ids=repr)
+def test_option_values_that_are_not_strings_are_refused_by_name(tiny, kwargs, untyped, no_hooks):
+    vec = st.actadd(tiny, "love", "hate", layer=1)
+    name = next(iter(kwargs))
+    with pytest.raises(InvalidArgumentError, match=rf"{name}=.*allowed: '"):
+        with st.steer(tiny, vec, 1.0, **kwargs):
+            pass
+    with pytest.raises(InvalidArgumentError, match=rf"{name}=.*allowed: '"):
+        st.generate(tiny, "hello", vec, 1.0, max_new_tokens=2, **kwargs)
+    no_hooks(tiny)

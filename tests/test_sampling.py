@@ -95,3 +95,35 @@ def test_non_finite_logits_stop_generation_with_a_clear_error(tiny, no_hooks):
         with pytest.raises(NonFiniteError):
             st.off_target_kl(tiny, st.actadd(tiny, "a", "b", layer=0), ["a quiet day"], coeffs=[1.0], backend="bridge")
     no_hooks(tiny)
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): the processors check their settings
+from steering.errors import InvalidArgumentError  # noqa: E402
+from steering.sampling import MAX_FREQ_PENALTY, FrequencyPenalty, NucleusSampler  # noqa: E402
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(temperature=0.0), r"temperature=0\.0; allowed: a finite number > 0"),
+    (dict(temperature=True), r"temperature=True is a bool"),
+    (dict(temperature=float("nan")), r"temperature=nan"),
+    (dict(top_k=-5), r"top_k=-5; allowed: an int in 1\.\."),
+    (dict(top_k="5"), r"top_k='5' is a str"),
+    (dict(top_k=2.7), r"top_k=2\.7 is a float"),
+    (dict(top_p=True), r"top_p=True is a bool; allowed: a number in \(0, 1\], or None"),
+    (dict(top_p=0.0), r"top_p=0\.0; allowed: a number in \(0, 1\]"),
+    (dict(probe=0), r"probe=0; allowed: an integer ≥ 1"),
+], ids=lambda v: repr(v))
+def test_nucleus_sampler_refuses_bad_settings(kwargs, match, untyped):
+    settings = dict(temperature=1.0, top_k=None, top_p=0.3) | kwargs
+    with pytest.raises(InvalidArgumentError, match=match):
+        NucleusSampler(**settings)
+
+
+@pytest.mark.parametrize("penalty", [1e308, -1e308, MAX_FREQ_PENALTY + 1, float("inf"), float("nan"), True, "1"],
+                         ids=repr)
+def test_frequency_penalty_is_finite_and_at_most_the_documented_bound(penalty, untyped):
+    with pytest.raises(InvalidArgumentError, match=r"freq_penalty=.*allowed: a finite number in -100\.\.100"):
+        FrequencyPenalty(penalty, 3)
+    scores = torch.zeros(1, 4)
+    out = FrequencyPenalty(MAX_FREQ_PENALTY, 1)(torch.tensor([[0, 2, 2]]), scores)
+    assert out.tolist() == [[0.0, 0.0, -200.0, 0.0]] and torch.isfinite(out).all()

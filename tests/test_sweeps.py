@@ -56,3 +56,31 @@ def test_bad_input_names_the_value_and_the_fix(vec, call, match, no_hooks):
     with pytest.raises(st.SteeringError, match=match):
         call(model, v)
     no_hooks(model)
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): options checked before any work
+BAD_SWEEP_OPTIONS = [
+    ("batch_size", 0), ("batch_size", -4), ("batch_size", 2.0), ("batch_size", True), ("batch_size", torch.tensor(1.5)),
+    ("n", 0), ("n", True), ("max_new_tokens", 0), ("max_new_tokens", 3.0), ("seed", 2**70), ("seed", 0.5),
+    ("reuse", "no"), ("progress", 1), ("backend", "fast"),
+]
+
+
+@pytest.mark.parametrize("name, bad", BAD_SWEEP_OPTIONS, ids=[f"{n}={b!r}" for n, b in BAD_SWEEP_OPTIONS])
+def test_bad_sweep_options_are_refused_before_any_work(tiny, name, bad, untyped, no_hooks, monkeypatch):
+    module = __import__("steering.sweeps", fromlist=["actadd_layers"])
+    monkeypatch.setattr(module, "actadd_layers", lambda *a, **k: pytest.fail("extracted vectors before the check"))
+    with pytest.raises(st.errors.InvalidArgumentError) as info:
+        st.sweep(tiny, "love", "hate", ["I think that"], layers=[1], coeffs=[0, 2], metrics=["kl"],
+                 kl_prompts=["a quiet day in town"], **{name: bad})
+    text = str(info.value)
+    assert text.startswith(f"{name}={bad!r}"[:30]) and "allowed:" in text, text
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("name, bad", [("targets", True), ("targets", " love"), ("targets", torch.tensor([1, 2])),
+                                       ("topic_words", 3)])
+def test_target_and_word_lists_must_be_lists(tiny, name, bad, untyped, no_hooks):
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"{name}=.*allowed: a list of token strings.*Fix: wrap"):
+        st.sweep(tiny, "love", "hate", ["I think that"], layers=[1], coeffs=[0, 2], **{name: bad})
+    no_hooks(tiny)

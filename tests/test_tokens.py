@@ -104,3 +104,9 @@ def test_readable_shows_bpe_markers_as_characters():
     assert readable("▁love") == " love"
     assert readable("Ċ") == "\n"
     assert readable("plain") == "plain"
+
+
+@pytest.mark.parametrize("pad", [True, False, [1], {"a": 1}, 2.5, None])
+def test_pair_pad_id_refuses_other_types(tiny, untyped, pad):
+    with pytest.raises(st.errors.InvalidArgumentError, match="allowed: 'space'"):
+        pair_pad_id(tiny, pad)

@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from steering.errors import EmptyPromptError, InvalidArgumentError, InvalidCoefficientError
-from steering.validate import coeff, coeff_list, coeffs, count, finite_number, text_list, top_k, vector_list
-from steering.vectors import SteeringVector
+from steering.validate import coeff, coeff_list, coeffs, count, finite_number, text_list, top_k
+from steering.vectors import SteeringVector, vector_list
 
 
 def test_coefficients():
@@ -68,3 +68,87 @@ def test_numbers_beyond_float_range_are_refused_not_overflowed():
         coeff(10**400)
     with pytest.raises(InvalidCoefficientError):
         coeffs([1.0, 10**400])
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): one rule for every argument
+import numpy as np  # noqa: E402
+
+from steering.validate import as_int, as_real, flag, integer, number, seed, top_p  # noqa: E402
+
+NOT_INTS = [True, False, 2.0, 2.7, "5", None, torch.tensor(1.7), torch.tensor(2.0), torch.tensor(True),
+            torch.tensor([1, 2]), np.float64(2.0), np.bool_(True), 1 + 0j]
+
+
+def test_ints_are_ints_and_nothing_else_is():
+    assert [as_int(v) for v in (3, np.int64(3), np.int32(-2), torch.tensor(4), torch.tensor(5, dtype=torch.int8))] == [
+        3, 3, -2, 4, 5]
+    for bad in NOT_INTS:
+        assert as_int(bad) is None, bad
+
+
+@pytest.mark.parametrize("bad", NOT_INTS, ids=repr)
+def test_integer_refuses_non_ints_naming_the_value_the_range_and_the_fix(bad):
+    with pytest.raises(InvalidArgumentError) as info:
+        integer("n", bad, 1, 9)
+    text = str(info.value)
+    assert text.startswith(f"n={bad!r}"[:20]) and "allowed: an int in 1..9" in text and "Fix: pass e.g. n=" in text
+
+
+def test_a_float_tensor_is_refused_not_truncated():
+    with pytest.raises(InvalidArgumentError, match=r"layer=tensor\(1\.7000\) is a float32 tensor .*floats are not rounded"):
+        integer("layer", torch.tensor(1.7), 0, 5)
+
+
+@pytest.mark.parametrize("bad", [True, "0.5", None, float("nan"), float("inf"), -float("inf"), 1 + 1j, 10**400,
+                                 torch.tensor([0.5, 0.5]), torch.tensor(True)], ids=repr)
+def test_number_refuses_what_is_not_a_finite_real(bad):
+    with pytest.raises(InvalidArgumentError, match=r"allowed: a finite number"):
+        number("x", bad)
+
+
+def test_number_accepts_numpy_and_0d_tensors_and_checks_the_range():
+    assert number("x", np.float32(0.5)) == 0.5 and number("x", torch.tensor(0.25)) == 0.25 and number("x", 3) == 3.0
+    with pytest.raises(InvalidArgumentError, match=r"x=0; allowed: a finite number > 0\. Fix: pass e\.g\. x=1"):
+        number("x", 0, 0, above=True, example=1)
+    with pytest.raises(InvalidArgumentError, match=r"freq_penalty=1e\+308; allowed: a finite number in -100\.\.100"):
+        finite_number("freq_penalty", 1e308, bound=100)
+
+
+@pytest.mark.parametrize("bad", ["no", "False", 0, 1, None, 0.0, torch.tensor(True)], ids=repr)
+def test_flags_are_real_bools(bad):
+    with pytest.raises(InvalidArgumentError, match=rf"do_sample={bad!r}"[:40].replace("(", r"\(").replace(")", r"\)")):
+        flag("do_sample", bad)
+    assert flag("do_sample", np.bool_(False)) is False and flag("progress", None, optional=True) is None
+
+
+@pytest.mark.parametrize("bad", [2**70, -(2**64), 1.0, "0", True, torch.tensor(1.5)], ids=repr)
+def test_seeds(bad):
+    with pytest.raises(InvalidArgumentError, match=r"allowed: an int in -2\*\*63\.\.2\*\*64-1"):
+        seed(bad)
+    assert seed(None) is None and seed(np.int64(7)) == 7 and seed(2**64 - 1) == 2**64 - 1
+
+
+@pytest.mark.parametrize("bad", [True, "0.5", 0, -0.1, 1.5, float("nan")], ids=repr)
+def test_top_p(bad):
+    with pytest.raises(InvalidArgumentError, match=r"allowed: a number in \(0, 1\], or None\. Fix"):
+        top_p(bad)
+
+
+@pytest.mark.parametrize("bad", [-5, 0, "5", 2.7, True, torch.tensor(3.0), 11], ids=repr)
+def test_top_k_refuses_everything_but_an_int_in_range(bad):
+    with pytest.raises(InvalidArgumentError, match=r"top_k=.*allowed: an int in 1\.\.10 \(the vocabulary size\)"):
+        top_k(bad, 10, "top_k")
+    assert top_k(np.int64(3), 10) == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True, "4", torch.tensor(2.5)], ids=repr)
+def test_counts_refuse_bools_floats_and_strings(bad):
+    with pytest.raises(InvalidArgumentError, match=r"batch_size=.*allowed: an integer ≥ 1\. Fix: pass e\.g\. batch_size="):
+        count("batch_size", bad)
+    assert count("batch_size", np.int64(4)) == 4 and count("batch_size", torch.tensor(4)) == 4
+
+
+def test_coefficients_take_numpy_numbers_and_refuse_complex():
+    assert coeff(np.float32(2.5)) == 2.5
+    with pytest.raises(InvalidCoefficientError):
+        coeff(1 + 2j)

@@ -1,6 +1,7 @@
 """SteeringVector: algebra, checks, measures, moves and display."""
 
 import math
+import re
 
 import pytest
 import torch
@@ -336,3 +337,48 @@ def test_check_compatible_refuses_another_weight_mode():
     w = st.actadd(model, "ab", "cd", layer=1)
     assert w.weight_mode == "compat"
     w.check_compatible(model)
+
+
+# ---------------------------------------------------------------- issue 17 (category 8): what a vector may be made of
+@pytest.mark.parametrize("hook_name", [None, 123, "", b"blocks.0.hook_resid_pre", ["blocks.0.hook_resid_pre"]], ids=repr)
+def test_hook_name_must_be_a_non_empty_string(hook_name, untyped):
+    with pytest.raises(st.errors.InvalidArgumentError, match=rf"hook_name={re.escape(repr(hook_name)[:20])}.*allowed: a "
+                                                             r"full hook-point name.*Fix:"):
+        SteeringVector(torch.ones(4), hook_name=hook_name)
+
+
+@pytest.mark.parametrize("tensor, match", [
+    (torch.ones(4, device="meta"), r"tensor is on the meta device.*Fix: .*\.to\('cpu'\)"),
+    (torch.ones(2, 4).to_sparse(), r"tensor is a torch\.sparse_coo tensor"),
+    (torch.ones(4, dtype=torch.complex64), r"dtype torch\.complex64; allowed: a floating dtype\. Fix: call \.float\(\)"),
+    (torch.ones(4, dtype=torch.int64), r"dtype torch\.int64; allowed: a floating dtype"),
+    (torch.ones(4, dtype=torch.bool), r"dtype torch\.bool; allowed: a floating dtype"),
+    ([1.0, 2.0], r"tensor must be a torch\.Tensor, got list\. Fix: wrap it with torch\.as_tensor"),
+    (3.0, r"tensor must be a torch\.Tensor, got float"),
+], ids=["meta", "sparse", "complex", "int", "bool", "list", "float"])
+def test_tensors_without_usable_values_are_refused_at_construction(tensor, match, untyped):
+    with pytest.raises(st.errors.InvalidVectorError, match=match):
+        SteeringVector(tensor, hook_name="blocks.0.hook_resid_pre")
+
+
+def test_vector_list_lives_with_the_vector():
+    from steering.vectors import vector_list
+
+    v = SteeringVector(torch.ones(4), hook_name="blocks.0.hook_resid_pre")
+    assert vector_list(v) == [v]
+    with pytest.raises(st.errors.InvalidArgumentError, match=r"vector=3 is not a SteeringVector"):
+        vector_list(3)
+
+
+def test_scaling_takes_numpy_and_tensor_scalars_and_refuses_the_rest(untyped):
+    import numpy as np
+
+    v = SteeringVector(torch.ones(4), hook_name="blocks.0.hook_resid_pre")
+    assert torch.equal((v * np.float32(2.0)).tensor, torch.full((4,), 2.0))
+    assert torch.equal((v / torch.tensor(4.0)).tensor, torch.full((4,), 0.25))
+    for bad in (True, "2", float("nan"), 1 + 1j):
+        with pytest.raises(st.errors.InvalidArgumentError, match="cannot multiply a SteeringVector by"):
+            v * bad
+    for bad in (0, np.float64(0.0), float("inf")):
+        with pytest.raises(st.errors.InvalidArgumentError, match="cannot divide a SteeringVector by"):
+            v / bad
