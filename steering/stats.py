@@ -19,9 +19,11 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import InvalidArgumentError
+from .nulls import NULL_KINDS, NullKind
 from .validate import as_int, as_real, integer, shown
 
-__all__ = ["cohens_d", "bootstrap_interval", "effect_sizes", "mean_ci", "group_mean_ci", "pareto_front", "MAX_BOOT"]
+__all__ = ["cohens_d", "bootstrap_interval", "effect_sizes", "permutation_p_value", "benjamini_hochberg", "mean_ci",
+           "group_mean_ci", "pareto_front", "MAX_BOOT"]
 
 #: The most bootstrap resamples accepted (each resample holds one row of every resampled array).
 MAX_BOOT = 1_000_000
@@ -98,7 +100,82 @@ def bootstrap_interval(
     return lo, hi
 
 
-def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0) -> Any:
+def permutation_p_value(observed: float, null: Any) -> float:
+    """Two-sided permutation p-value of ``observed`` among the ``null`` statistics, with the +1 correction.
+
+    ``p = (1 + #{i : |T_i| ≥ |T_obs|}) / (N + 1)`` over the ``N`` finite null statistics ``T_i``:
+    the real vector counts as one member of its own null, so ``p`` lies in ``[1 / (N + 1), 1]``
+    and is never 0. NaN when ``observed`` is not finite or no null statistic is.
+
+    Example:
+        >>> permutation_p_value(3.0, [0.5, -1.0, 2.0, -4.0])  # only -4.0 is as extreme: (1 + 1) / 5
+        0.4
+        >>> permutation_p_value(0.0, [0.1, 0.2])
+        1.0
+    """
+    x = np.asarray(null, dtype=float)
+    x = x[np.isfinite(x)]
+    if not math.isfinite(observed) or not x.size:
+        return math.nan
+    return float((1 + np.count_nonzero(np.abs(x) >= abs(observed))) / (x.size + 1))
+
+
+def benjamini_hochberg(p_values: Any) -> np.ndarray:
+    """Benjamini–Hochberg q-values (FDR-adjusted p-values); NaN p-values stay NaN and are not counted.
+
+    With the ``m`` finite p-values sorted, ``p_(1) ≤ … ≤ p_(m)``:
+    ``q_(i) = min(1, min_{j ≥ i} p_(j) · m / j)``. Rejecting every hypothesis with ``q ≤ α``
+    controls the false discovery rate at ``α`` (independent or positively dependent tests).
+
+    Example:
+        >>> benjamini_hochberg([0.01, 0.04, 0.03, 0.20]).round(4).tolist()
+        [0.04, 0.0533, 0.0533, 0.2]
+    """
+    p = np.asarray(p_values, dtype=float)
+    q = np.full(p.shape, math.nan)
+    finite = np.flatnonzero(np.isfinite(p))
+    m = finite.size
+    if m:
+        order = finite[np.argsort(p[finite], kind="stable")]
+        ranked = p[order] * m / np.arange(1, m + 1)
+        q[order] = np.minimum(np.minimum.accumulate(ranked[::-1])[::-1], 1.0)
+    return q
+
+
+def _mean_shift(rows: Any, base: Any, keys: list[str]) -> Any:
+    """Mean over prompts of ``value − base`` (the same layer's, metric's and prompt's unsteered value), per ``keys``."""
+    joined = rows.merge(base, on=["layer", "metric", "prompt"], how="inner")
+    joined["shift"] = joined["value"] - joined["base"]
+    return joined.groupby(keys)["shift"].mean()
+
+
+def _with_p_values(effects: Any, table: Any, null: str, alpha: float) -> Any:
+    """``effects`` with ``null_kind``, ``n_null``, ``p_value``, ``q_value`` and ``significant`` against ``null``."""
+    kinds = sorted(set(table["null_kind"]) - {"real"})
+    if null not in kinds:
+        raise InvalidArgumentError(f"null={null!r}; allowed: a null kind in the table ({kinds}). "
+                                   "Fix: run st.sweep(..., nulls=N) with N ≥ 1, or pass null='random'.")
+    real = table[table["null_kind"] == "real"]
+    base = real[real["coeff"] == 0][["layer", "metric", "prompt", "value"]].rename(columns={"value": "base"})
+    observed = _mean_shift(real, base, ["layer", "metric", "coeff"])
+    null_stats = _mean_shift(table[table["null_kind"] == null], base, ["layer", "metric", "coeff", "null_index"])
+    grouped = {key: part.to_numpy() for key, part in null_stats.groupby(level=["layer", "metric", "coeff"])}
+    p_values, n_null = [], []
+    for row in effects.itertuples():
+        key = (row.layer, row.metric, row.coeff)
+        stats = grouped.get(key, np.empty(0))
+        n_null.append(int(np.isfinite(stats).sum()))
+        p_values.append(permutation_p_value(float(observed.get(key, math.nan)), stats) if row.coeff != 0 else math.nan)
+    out = effects.assign(null_kind=null, n_null=n_null, p_value=p_values)
+    out["q_value"] = math.nan
+    for _, part in out.groupby("metric"):  # one family per metric: its layer × coefficient grid
+        out.loc[part.index, "q_value"] = benjamini_hochberg(part["p_value"].to_numpy())
+    out["significant"] = out["q_value"].le(alpha)
+    return out
+
+
+def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int = 0, null: NullKind = "random",
+                 alpha: float = 0.05) -> Any:
     """Per layer × coefficient × metric: Cohen's d of steered vs unsteered values across prompts.
 
     ``d = (mean_steered − mean_unsteered) / pooled SD``, with the unsteered values taken
@@ -106,17 +183,29 @@ def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int 
     bootstrap that resamples prompts (paired: a resampled prompt brings both its values).
     With fewer than 2 prompts d is undefined (NaN).
 
+    A table from ``st.sweep(..., nulls=N)`` (with a ``null_kind`` column) also gets a permutation
+    test per steered setting: the statistic ``T`` is the mean over prompts of steered − unsteered
+    value; ``p_value = (1 + #{null vectors with |T_null| ≥ |T_real|}) / (N + 1)`` against the
+    ``null`` kind at the same layer and coefficient (:func:`permutation_p_value`), ``q_value`` its
+    Benjamini–Hochberg adjustment across the metric's layer × coefficient grid
+    (:func:`benjamini_hochberg`), ``significant = q_value ≤ alpha``.
+
     Args:
         table: The table from :func:`sweep` (columns ``layer``, ``coeff``, ``prompt``,
-            ``metric``, ``value``).
+            ``metric``, ``value``; with nulls also ``null_kind``, ``null_index``).
         n_boot: Bootstrap resamples.
         ci: Confidence level.
         seed: Bootstrap seed.
+        null: Which controls the p-value is against: ``"random"`` (norm-matched random vectors)
+            or ``"shuffled"`` (swapped labels; one ActAdd pair has the single member ``−v``, so its
+            p-value is 0.5 or 1). Ignored for a table without nulls.
+        alpha: The false discovery rate of ``significant``.
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per layer × coefficient × metric (coefficient 0
         included, d = 0), columns ``layer``, ``coeff``, ``metric``, ``n``, ``mean_steered``,
-        ``mean_unsteered``, ``effect``, ``ci_low``, ``ci_high``.
+        ``mean_unsteered``, ``effect``, ``ci_low``, ``ci_high``; with nulls also ``null_kind``,
+        ``n_null``, ``p_value``, ``q_value`` (NaN at coefficient 0) and ``significant``.
 
     Example:
         >>> import pandas as pd
@@ -141,8 +230,12 @@ def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int 
                                    f"(n_boot at most {MAX_BOOT:,}). Fix: pass e.g. n_boot=1000, ci=0.95.")
     n_boot, ci = n, level
     rng = np.random.default_rng(integer("seed", seed, 0, example=0, what="a bootstrap seed"))
+    nulls = "null_kind" in table.columns
+    if nulls and (null not in NULL_KINDS or as_real(alpha) is None or not 0 < float(alpha) < 1):
+        raise InvalidArgumentError(f"null={shown(null)}, alpha={shown(alpha)}; allowed: one of {list(NULL_KINDS)} and a "
+                                   "rate in (0, 1). Fix: pass e.g. null='random', alpha=0.05.")
     rows = []
-    for (layer, metric), group in table.groupby(["layer", "metric"], sort=True):
+    for (layer, metric), group in (table[table["null_kind"] == "real"] if nulls else table).groupby(["layer", "metric"], sort=True):
         base = group[group["coeff"] == 0].set_index("prompt")["value"]
         if base.empty:
             raise InvalidArgumentError(
@@ -162,7 +255,7 @@ def effect_sizes(table: Any, *, n_boot: int = 1000, ci: float = 0.95, seed: int 
                          "mean_steered": float(s.mean()) if k else math.nan,
                          "mean_unsteered": float(b.mean()) if k else math.nan,
                          "effect": d, "ci_low": lo, "ci_high": hi})
-    return pd.DataFrame(rows)
+    return _with_p_values(pd.DataFrame(rows), table, null, float(alpha)) if nulls else pd.DataFrame(rows)
 
 
 def _mean(x: np.ndarray) -> np.ndarray:

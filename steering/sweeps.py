@@ -50,6 +50,7 @@ from .generation import generate
 from .hooks import hook_names, layer_of
 from .lens import target_ids
 from .metrics import kl_divergence
+from .nulls import random_vectors, swapped_vector
 from .placement import Span, addition, masked_prefix, placement, truncation_message
 from .settings import Backend
 from .texts import NEUTRAL_TEXTS, WEDDING_WORDS, sentiment_scores, topic_fraction
@@ -64,6 +65,7 @@ MetricKind = Literal["logprob", "logit_diff", "topic", "sentiment", "kl"]
 _KINDS = ("logprob", "logit_diff", "topic", "sentiment", "kl")
 _SAMPLED = ("topic", "sentiment")
 _COLUMNS = ["layer", "hook", "coeff", "prompt", "metric", "value"]
+_NULL_COLUMNS = ["null_kind", "null_index"]
 
 
 @dataclass
@@ -157,12 +159,13 @@ class _Sweep:
     options: dict  # n, max_new_tokens, seed, batch_size, backend
     rows: list = field(default_factory=list)
 
-    def add(self, layer: int, hook: str, coeff: float, per_metric: dict) -> None:
+    def add(self, vec: SteeringVector, coeff: float, per_metric: dict) -> None:
+        null = {"null_kind": vec.meta.get("null", "real"), "null_index": vec.meta.get("null_index", 0)}
         for name, values in per_metric.items():
             labels = self.kl_sets[name] if name in self.kl_sets else self.prompts
             for prompt, value in zip(labels, values):
-                self.rows.append({"layer": layer, "hook": hook, "coeff": coeff, "prompt": prompt, "metric": name,
-                                  "value": value})
+                self.rows.append({"layer": vec.layer, "hook": vec.hook_name, "coeff": coeff, "prompt": prompt,
+                                  "metric": name, "value": value, **null})
 
     def next_token_values(self, metric: Metric, logps: list) -> list[float]:
         if metric.kind == "logprob":
@@ -224,21 +227,35 @@ def _baseline(s: _Sweep, resume: Any, bar: Any) -> tuple[dict, dict]:
     return baseline, base_kl
 
 
-def _layer_values(s: _Sweep, vec: SteeringVector, resume: Any, base_kl: dict, bar: Any) -> dict:
-    """Every steered coefficient's metric values at one layer: ``{coeff: {metric: [values]}}``."""
-    o, n_prompts = s.options, len(s.prompts)
-    per_coeff: dict = {c: {} for c in s.steered}
-    if s.forward:
-        if resume is not None:  # below the steered layer nothing changes: resume there
-            logps = _resumed_logprobs(resume, vec, s.steered, o["batch_size"], bar)
-        else:
-            seqs = [p for _ in s.steered for p in s.prompt_ids]
-            rows = [c for c in s.steered for _ in s.prompt_ids]
-            logps = forward_logprobs(s.model, seqs, vec, rows, batch_size=o["batch_size"], readout="last",
-                                     backend=o["backend"], bar=bar)
+def _forward_values(s: _Sweep, vecs: list, resume: Any, bar: Any) -> list:
+    """Next-token metric values of every vector (same layer and shape) × steered coefficient: ``[{coeff: {...}}]``."""
+    o, n_prompts, n_coeffs = s.options, len(s.prompts), len(s.steered)
+    if resume is not None:  # below the steered layer nothing changes: resume there, every vector in one batch
+        logps = _resumed_logprobs(resume, vecs, s.steered, o["batch_size"], bar)
+    else:
+        seqs = [p for _ in s.steered for p in s.prompt_ids]
+        rows = [c for c in s.steered for _ in s.prompt_ids]
+        logps = [lp for vec in vecs for lp in forward_logprobs(s.model, seqs, vec, rows, batch_size=o["batch_size"],
+                                                                readout="last", backend=o["backend"], bar=bar)]
+    out = []
+    for k in range(len(vecs)):
+        per_coeff: dict = {c: {} for c in s.steered}
         for ci, c in enumerate(s.steered):
+            start = (k * n_coeffs + ci) * n_prompts
             for m in s.forward:
-                per_coeff[c][m.name] = s.next_token_values(m, logps[ci * n_prompts : (ci + 1) * n_prompts])
+                per_coeff[c][m.name] = s.next_token_values(m, logps[start : start + n_prompts])
+        out.append(per_coeff)
+    return out
+
+
+def _layer_values(s: _Sweep, vec: SteeringVector, base_kl: dict, bar: Any, forward: Optional[dict]) -> dict:
+    """Every steered coefficient's metric values of one vector: ``{coeff: {metric: [values]}}``.
+
+    ``forward`` holds its next-token metric values (from :func:`_forward_values`), completed here with
+    the KL and sampled metrics.
+    """
+    o, n_prompts = s.options, len(s.prompts)
+    per_coeff: dict = forward if forward is not None else {c: {} for c in s.steered}
     for m in s.kls:
         seqs_k = s.kl_ids[m.name]
         logps = forward_logprobs(s.model, [q for _ in s.steered for q in seqs_k], vec,
@@ -281,6 +298,7 @@ def sweep(
     reuse: bool = True,
     progress: Optional[bool] = None,
     backend: Backend = "auto",
+    nulls: int = 0,
 ) -> Any:
     """Measure an ActAdd prompt pair at every layer × coefficient on a set of prompts.
 
@@ -306,11 +324,17 @@ def sweep(
             first; falls back to full passes if the check fails). ``False`` always runs full passes.
         progress: Show a progress bar (default: yes for long sweeps).
         backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
+        nulls: Control vectors per layer (default 0: none, the table is as without the argument).
+            ``N > 0`` adds ``N`` norm-matched random vectors and the label-swapped vector ``−v``
+            (:mod:`steering.nulls`), measured at every steered coefficient in the same batched
+            passes; :func:`steering.effect_sizes` then ranks the real effect among them.
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per layer × coefficient × prompt × metric,
         columns ``layer``, ``hook``, ``coeff``, ``prompt``, ``metric``, ``value``. Feed it to
-        :func:`steering.effect_sizes` (and those to :mod:`steering.plots`).
+        :func:`steering.effect_sizes` (and those to :mod:`steering.plots`). With ``nulls``, also
+        the rows of every control vector (steered coefficients only) and two columns:
+        ``null_kind`` (``"real"``, ``"random"`` or ``"shuffled"``) and ``null_index``.
 
     Example:
         >>> import steering as st
@@ -327,21 +351,28 @@ def sweep(
     options = dict(n=count("n", n), max_new_tokens=count("max_new_tokens", max_new_tokens), seed=check_seed(seed),
                    batch_size=count("batch_size", batch_size, example=32), backend=check_backend(backend))
     reuse, progress = flag("reuse", reuse), flag("progress", progress, optional=True)
+    n_nulls = count("nulls", nulls, 0, example=20)
     s = _prepare(model, prompts, coeffs, chosen, options)
     names, _ = hook_names(model, layers, hook)
     vectors = actadd_layers(model, pos, neg, layers=[layer_of(nm) for nm in names], hook=hook, pad=pad)
     n_kl = sum(len(v) for v in s.kl_ids.values())
-    work = len(vectors) * len(s.steered) * (len(s.prompts) * bool(s.forward) + n_kl) + len(s.prompts) + n_kl
+    per_layer = (n_nulls + 2) if n_nulls else 1
+    work = per_layer * len(vectors) * len(s.steered) * (len(s.prompts) * bool(s.forward) + n_kl) + len(s.prompts) + n_kl
     show = progress if progress is not None else (work >= 64 or bool(s.sampled))
     with model_lock(model), progress_bar(total=work, desc="sweep", unit="row", disable=not show, leave=False) as bar:
         resume = _resumable(model, s.prompt_ids, vectors, hook, backend) if s.forward and reuse else None
         baseline, base_kl = _baseline(s, resume, bar)
         for vec in vectors:
-            s.add(vec.layer, vec.hook_name, 0.0, baseline)
-            per_coeff = _layer_values(s, vec, resume, base_kl, bar) if s.steered else {}
-            for c in s.steered:
-                s.add(vec.layer, vec.hook_name, c, per_coeff[c])
-    table = pd.DataFrame(s.rows, columns=_COLUMNS)
+            s.add(vec, 0.0, baseline)
+            if not s.steered:
+                continue
+            batch = [vec] + (random_vectors(vec, n_nulls, seed=options["seed"]) + [swapped_vector(vec)] if n_nulls else [])
+            forward = _forward_values(s, batch, resume, bar) if s.forward else [None] * len(batch)
+            for v, values in zip(batch, forward):
+                per_coeff = _layer_values(s, v, base_kl, bar, values)
+                for c in s.steered:
+                    s.add(v, c, per_coeff[c])
+    table = pd.DataFrame(s.rows, columns=_COLUMNS + (_NULL_COLUMNS if n_nulls else []))
     return table.sort_values(["metric", "layer", "coeff"], kind="stable").reset_index(drop=True)
 
 
@@ -361,12 +392,14 @@ def _resumable(model: Any, prompt_ids: list, vectors: list, hook: str, backend: 
     return resume if resume.check(layers[0]) and resume.check(layers[-1]) else None
 
 
-def _resumed_logprobs(resume: Any, vec: SteeringVector, coeffs: list, batch_size: int, bar: Any) -> list:
-    """Last-position log-probs of ``coeffs × prompts`` rows (coefficient-major), resumed at the vector's layer.
+def _resumed_logprobs(resume: Any, vecs: list, coeffs: list, batch_size: int, bar: Any) -> list:
+    """Last-position log-probs of ``vectors × coeffs × prompts`` rows (vector-, then coefficient-major).
 
-    The addition comes from the same placement rule as the hooks (front alignment from each row's first
-    real token, truncated to the prompt), evaluated on the left-padded prompt pass.
+    The vectors share one layer and shape; the run resumes at that layer. The addition comes from the
+    same placement rule as the hooks (front alignment from each row's first real token, truncated to
+    the prompt), evaluated on the left-padded prompt pass.
     """
+    vec = vecs[0]
     mask = resume.mask.cpu()
     n_rows = int(mask.shape[0])
     lengths = mask.sum(dim=1)
@@ -374,13 +407,13 @@ def _resumed_logprobs(resume: Any, vec: SteeringVector, coeffs: list, batch_size
     if bool((lengths < n_vec).any()):
         warn_user(truncation_message(int(lengths.min()), n_vec, hint=False))
     where, index = placement("front", n_vec, Span.from_mask(mask), lengths)
-    tensor = vec.tensor.float()
+    specs = [(v.tensor.float(), c) for v in vecs for c in coeffs]
     per_group = max(1, batch_size // max(n_rows, 1))
     out: list = []
-    for g in range(0, len(coeffs), per_group):
-        group = coeffs[g : g + per_group]
-        rows = torch.tensor([c for c in group for _ in range(n_rows)], dtype=torch.float32)
-        add = addition(tensor, where.repeat(len(group), 1), index.repeat(len(group), 1), rows)
+    for g in range(0, len(specs), per_group):
+        group = specs[g : g + per_group]
+        rows = torch.ones(n_rows, dtype=torch.float32)
+        add = torch.cat([addition(t, where, index, rows * c) for t, c in group])
         logits = resume.last_logits(vec.layer, times=len(group), add=add.to(resume.base_logits.device))
         out += [row.unsqueeze(0) for row in torch.log_softmax(logits, -1).cpu()]
         if bar is not None:

@@ -197,6 +197,28 @@ def test_standard_report_has_every_section(any_tiny, tmp_path):
     assert "steering-lens report: &#x27;love&#x27; − &#x27;hate&#x27;" in page
 
 
+def test_standard_report_why_it_steers_sections(tiny, tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.SteeringWarning)
+        info = analysis_report(tiny, "love", "hate", out=tmp_path / "r.html", layers=[0, 1], coeffs=[4],
+                               prompts=["I think that", "we will go to"], kl_prompts=["the cat sat on the mat"],
+                               max_new_tokens=2, mechanisms=True)
+    page = (tmp_path / "r.html").read_text(encoding="utf-8")
+    assert info["figures"] == 11 and page.count('class="steering-figure"') == 11
+    assert list(info["seconds"]) == ["sweep", "lenses", "completions", "mechanisms"]
+    for heading in ("Why it steers: propagation", "Why it steers: attribution", "Why it steers: patching",
+                    "Why it steers: vector positions"):
+        assert heading in page
+    text = re.search(r"Why it steers: propagation</h2>(.*?)</p>", page, re.DOTALL).group(1)
+    assert re.search(r"layer \d carries most of it", text) and "alone gives" in text, text
+
+
+def test_standard_report_mechanisms_is_a_flag(tiny, tmp_path, untyped):
+    with pytest.raises(st.errors.InvalidArgumentError, match="mechanisms='yes'"):
+        analysis_report(tiny, "love", "hate", out=tmp_path / "r.html", layers=[1], coeffs=[4],
+                        prompts=["I think that", "we will go to"], max_new_tokens=2, mechanisms="yes")
+
+
 def test_default_targets():
     assert default_targets(" weddings") == [" weddings", "weddings"]
     assert default_targets("Love") == [" Love", "Love", " love", "love"]

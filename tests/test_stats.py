@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 import steering as st
-from steering.stats import bootstrap_interval, cohens_d, effect_sizes, group_mean_ci, mean_ci, pareto_front
+from steering.stats import (benjamini_hochberg, bootstrap_interval, cohens_d, effect_sizes, group_mean_ci, mean_ci,
+                            pareto_front, permutation_p_value)
 
 # ---------------------------------------------------------------------------------------------
 # Cohen's d and effect sizes
@@ -134,3 +135,62 @@ def test_pareto_front_single_point_empty_and_missing_column():
     assert pareto_front(pd.DataFrame({"x": [], "y": []}), "x", "y").tolist() == []
     with pytest.raises(st.errors.InvalidArgumentError, match=r"column\(s\) \['z'\] not in the table"):
         pareto_front(pd.DataFrame({"x": [1.0]}), "x", "z")
+
+
+# ---------------------------------------------------------------------------------------------
+# Null models (issue 18): permutation p-values and Benjamini–Hochberg
+
+
+def test_benjamini_hochberg_by_hand():
+    # sorted 0.01, 0.03, 0.04, 0.20 (m = 4): p·m/rank = 0.04, 0.06, 0.0533, 0.2; running min from the top
+    assert benjamini_hochberg([0.01, 0.04, 0.03, 0.20]) == pytest.approx([0.04, 0.16 / 3, 0.16 / 3, 0.2])
+    # NaN is skipped (m = 3) and kept; q is capped at 1: 0.5·3/1 = 1.5 → min(1.5, 0.9, 0.9) = 0.9
+    q = benjamini_hochberg([0.5, math.nan, 0.9, 0.6])
+    assert math.isnan(q[1]) and q[[0, 2, 3]] == pytest.approx([0.9, 0.9, 0.9])
+    assert benjamini_hochberg([0.8, 0.9]) == pytest.approx([0.9, 0.9])
+    assert benjamini_hochberg([1.0]) == pytest.approx([1.0]) and benjamini_hochberg([]).size == 0
+    # ties share a q-value: sorted 0.001, 0.02, 0.02, 0.5 → 0.004, 0.04, 0.0267, 0.5 → running min 0.0267 for both
+    p = np.array([0.02, 0.02, 0.5, 0.001])
+    q = benjamini_hochberg(p)
+    assert q == pytest.approx([0.08 / 3, 0.08 / 3, 0.5, 0.004]) and (q >= p).all()
+
+
+def test_permutation_p_value_by_hand():
+    assert permutation_p_value(3.0, [0.5, -1.0, 2.0, -4.0]) == pytest.approx(2 / 5)  # |−4| ≥ 3
+    assert permutation_p_value(-3.0, [0.5, -1.0, 2.0, 3.0]) == pytest.approx(2 / 5)  # ties count: |3| ≥ |−3|
+    assert permutation_p_value(9.0, np.zeros(19)) == pytest.approx(1 / 20)  # the floor 1 / (N + 1)
+    assert permutation_p_value(0.0, [0.0, 1.0]) == 1.0
+    assert permutation_p_value(1.0, [math.nan, 0.5]) == pytest.approx(1 / 2)  # NaN nulls are not counted
+    assert math.isnan(permutation_p_value(math.nan, [1.0])) and math.isnan(permutation_p_value(1.0, []))
+
+
+def _null_table(real_shift, null_shifts):
+    """A synthetic sweep table: one layer, 3 prompts, the real vector and its random controls at c = 1."""
+    rows, prompts, base = [], ["a", "b", "c"], [0.0, 1.0, 2.0]
+    for p, b in zip(prompts, base):
+        rows.append({"layer": 0, "coeff": 0.0, "prompt": p, "metric": "m", "value": b, "null_kind": "real", "null_index": 0})
+        rows.append({"layer": 0, "coeff": 1.0, "prompt": p, "metric": "m", "value": b + real_shift + 0.1 * b,
+                     "null_kind": "real", "null_index": 0})
+        for i, shift in enumerate(null_shifts):
+            rows.append({"layer": 0, "coeff": 1.0, "prompt": p, "metric": "m", "value": b + shift, "null_kind": "random",
+                         "null_index": i})
+    return pd.DataFrame(rows)
+
+
+def test_effect_sizes_with_nulls_by_hand():
+    # real mean shift = 2 + 0.1 · mean(base) = 2.1; nulls' shifts ±3 beat it twice: p = (1 + 2) / 5
+    out = effect_sizes(_null_table(2.0, [0.5, -3.0, 3.0, 1.0]), n_boot=50)
+    steered = out[out.coeff == 1.0].iloc[0]
+    assert steered.p_value == pytest.approx(3 / 5) and steered.q_value == pytest.approx(3 / 5)
+    assert steered.null_kind == "random" and steered.n_null == 4 and not steered.significant
+    assert list(out.columns[-5:]) == ["null_kind", "n_null", "p_value", "q_value", "significant"]
+    strong = effect_sizes(_null_table(9.0, list(np.linspace(-1, 1, 39))), n_boot=50)
+    assert strong.p_value.iloc[1] == pytest.approx(1 / 40) and bool(strong.significant.iloc[1])
+    assert not effect_sizes(_null_table(9.0, list(np.linspace(-1, 1, 39))), n_boot=50, alpha=0.01).significant.any()
+
+
+def test_effect_sizes_with_nulls_refuses_a_missing_kind_or_bad_alpha(untyped):
+    with pytest.raises(st.errors.InvalidArgumentError, match="null='shuffled'; allowed: a null kind in the table"):
+        effect_sizes(_null_table(2.0, [0.5]), n_boot=10, null="shuffled")
+    with pytest.raises(st.errors.InvalidArgumentError, match="alpha=1.5"):
+        effect_sizes(_null_table(2.0, [0.5]), n_boot=10, alpha=1.5)

@@ -1,5 +1,7 @@
 """steering.sweeps on tiny random models: sweep values equal single steered runs; Metric and sweep refuse bad input."""
 
+import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -62,7 +64,7 @@ def test_bad_input_names_the_value_and_the_fix(vec, call, match, no_hooks):
 BAD_SWEEP_OPTIONS = [
     ("batch_size", 0), ("batch_size", -4), ("batch_size", 2.0), ("batch_size", True), ("batch_size", torch.tensor(1.5)),
     ("n", 0), ("n", True), ("max_new_tokens", 0), ("max_new_tokens", 3.0), ("seed", 2**70), ("seed", 0.5),
-    ("reuse", "no"), ("progress", 1), ("backend", "fast"),
+    ("reuse", "no"), ("progress", 1), ("backend", "fast"), ("nulls", -1), ("nulls", 2.0), ("nulls", True),
 ]
 
 
@@ -84,3 +86,63 @@ def test_target_and_word_lists_must_be_lists(tiny, name, bad, untyped, no_hooks)
     with pytest.raises(st.errors.InvalidArgumentError, match=rf"{name}=.*allowed: a list of token strings.*Fix: wrap"):
         st.sweep(tiny, "love", "hate", ["I think that"], layers=[1], coeffs=[0, 2], **{name: bad})
     no_hooks(tiny)
+
+
+# --------------------------------------------------------------------------- issue 18: null models
+def _target_of(model, vec, position=1):
+    """The token the vector's row at ``position`` pushes most directly (a strong, real effect on 1-token prompts)."""
+    return model.tokenizer.decode([int((vec.tensor[position] @ model.W_U).argmax())])
+
+
+def test_nulls_add_rows_and_leave_the_real_rows_unchanged(any_tiny):
+    kwargs = dict(layers=[0, 1], coeffs=[0, 4, -2], metrics=[st.Metric("logprob", targets=["l"]), "kl"],
+                  kl_prompts=TEXTS[:2])
+    plain = st.sweep(any_tiny, "love", "hate", ["I think that", "we go"], **kwargs)
+    with_nulls = st.sweep(any_tiny, "love", "hate", ["I think that", "we go"], nulls=3, **kwargs)
+    assert list(plain.columns) == ["layer", "hook", "coeff", "prompt", "metric", "value"]
+    assert list(with_nulls.columns) == list(plain.columns) + ["null_kind", "null_index"]
+    real = with_nulls[with_nulls.null_kind == "real"].drop(columns=["null_kind", "null_index"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(real, plain)
+    controls = with_nulls[with_nulls.null_kind != "real"]
+    assert (controls.coeff != 0).all()
+    per_cell = controls.groupby(["layer", "coeff", "metric", "prompt"]).null_kind.value_counts().unstack()
+    assert (per_cell["random"] == 3).all() and (per_cell["shuffled"] == 1).all()
+    # the shuffled (label-swapped) control at +c is the real vector at −c
+    swapped = controls[(controls.null_kind == "shuffled") & (controls.coeff == 4) & (controls.metric == "logprob")]
+    v = st.actadd(any_tiny, "love", "hate", layer=1)
+    lp, _ = logprobs(any_tiny, "we go", v, -4.0)
+    value = swapped[(swapped.layer == 1) & (swapped.prompt == "we go")].value.item()
+    ids = [any_tiny.tokenizer.encode("l", add_special_tokens=False)[0]]
+    assert value == pytest.approx(float(lp[-1, ids[0]]), abs=1e-4)
+
+
+def test_a_strong_real_effect_is_significant_and_a_zero_vector_is_not(any_tiny):
+    n_null = 39
+    prompts = ["a", "c", "e", "g"]  # one token after BOS: the vector's row 1 sits at the readout
+    target = _target_of(any_tiny, st.actadd(any_tiny, "love", "hate", layer=1))
+    metric = [st.Metric("logprob", targets=[target])]
+    real = st.effect_sizes(st.sweep(any_tiny, "love", "hate", prompts, layers=[1], coeffs=[0, 8], metrics=metric,
+                                    nulls=n_null), n_boot=50)
+    zero = st.effect_sizes(st.sweep(any_tiny, "love", "love", prompts, layers=[0, 1], coeffs=[0, 8], metrics=metric,
+                                    nulls=n_null), n_boot=50)
+    for effects in (real, zero):
+        steered = effects[effects.coeff != 0]
+        assert steered.p_value.between(1 / (n_null + 1), 1).all()
+        assert (steered.q_value >= steered.p_value).all() and (steered.n_null == n_null).all()
+        assert effects[effects.coeff == 0].p_value.isna().all() and not effects[effects.coeff == 0].significant.any()
+    row = real[real.coeff == 8].iloc[0]
+    assert row.p_value == pytest.approx(1 / (n_null + 1)) and bool(row.significant)
+    assert (zero[zero.coeff != 0].p_value == 1).all() and not zero.significant.any()
+    shuffled = st.effect_sizes(st.sweep(any_tiny, "love", "hate", prompts, layers=[1], coeffs=[0, 8], metrics=metric,
+                                        nulls=2), n_boot=50, null="shuffled")
+    assert set(shuffled[shuffled.coeff != 0].p_value) <= {0.5, 1.0}  # one member (−v): (1 + 0 or 1) / 2
+
+
+def test_null_vectors_are_seeded_per_layer(tiny):
+    args = ("love", "hate", ["I think that", "we go"])
+    kwargs = dict(layers=[0, 1], coeffs=[0, 4], metrics=["kl"], kl_prompts=TEXTS[:1], nulls=2)
+    a, b = st.sweep(tiny, *args, seed=1, **kwargs), st.sweep(tiny, *args, seed=1, **kwargs)
+    c = st.sweep(tiny, *args, seed=2, **kwargs)
+    pd.testing.assert_frame_equal(a, b)
+    random_rows = a.null_kind == "random"
+    assert not np.allclose(a[random_rows].value, c[random_rows].value)

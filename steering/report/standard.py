@@ -5,7 +5,9 @@
 KL frontier, vector norms against residual norms, the plain logit lens per layer (with
 target ranks), the effect lens (log-prob shift) at the best setting, and a token-level
 view of steered vs unsteered completions — then writes it all as one self-contained
-HTML page.
+HTML page. With ``mechanisms=True`` it adds "Why it steers" (:mod:`steering.mechanisms` at the
+best setting): the propagation profile, the attribution of the target logit to components,
+the patching map and the effect of each vector position, with a paragraph read off the tables.
 
 Example:
     >>> import pathlib, tempfile
@@ -26,13 +28,16 @@ from ..errors import InvalidArgumentError
 from ..extract import actadd_layers
 from ..generation import generate
 from ..lens import lens_profile, logit_lens
+from ..mechanisms import attribute, delta_profile, patch_effect, position_effects
 from ..metrics import logprob_shift, off_target_kl, token_shift
 from ..norms import norm_diagnostics
-from ..plots import (effect_heatmap, frontier_figure, lens_rank_figure, norm_layers_figure, token_scores_figure,
+from ..plots import (attribution_figure, effect_heatmap, frontier_figure, lens_rank_figure, norm_layers_figure,
+                     patching_figure, position_effects_figure, propagation_figure, token_scores_figure,
                      token_view_figure)
 from ..stats import effect_sizes
 from ..sweeps import Metric, sweep
 from ..texts import DEFAULT_REPORT_PROMPTS, NEUTRAL_TEXTS
+from ..validate import flag
 from .page import ReportSection, write_report
 
 __all__ = ["analysis_report", "default_targets"]
@@ -79,6 +84,7 @@ class _Findings:
     shift: Any = None
     kl_table: Any = None
     view: Any = None
+    why: dict = dataclasses.field(default_factory=dict)
     seconds: dict = dataclasses.field(default_factory=dict)
 
 
@@ -132,6 +138,86 @@ def _run_completions(model: Any, found: _Findings, vec: Any, n: int, max_new_tok
     conditions = ["unsteered"] * len(plain) + ["steered"] * len(steered)
     found.view = token_shift(model, vec, texts, coeff=coeff, labels=labels, conditions=conditions)
     found.seconds["completions"] = time.perf_counter() - t
+
+
+def _run_mechanisms(model: Any, found: _Findings, vec: Any, progress: Optional[bool]) -> None:
+    """The mechanisms of :mod:`steering.mechanisms` at the best setting, on the first target token."""
+    t = time.perf_counter()
+    coeff, target, prompts = found.best_coeff, found.targets[0], found.prompts[:4]
+    found.why = {
+        "profile": delta_profile(model, vec, prompts, coeff=coeff, progress=progress),
+        "attribution": attribute(model, vec, prompts, target=target, coeff=coeff, progress=progress),
+        "patching": patch_effect(model, vec, prompts[0], target=target, coeff=coeff, progress=progress),
+        "positions": position_effects(model, vec, prompts, target=target, coeff=coeff, n_boot=500, progress=progress),
+    }
+    found.seconds["mechanisms"] = time.perf_counter() - t
+
+
+def _attribution_text(table: Any) -> str:
+    """Which layer and which component carry most of the target logit's change."""
+    per_layer = table[table["layer"] >= 0].groupby("layer")["contribution"].sum()
+    change = f"The logit of {table.attrs['target']} changes by {table.attrs['logit_change']:+.2f}"
+    if not len(per_layer) or not per_layer.abs().max() > 0:
+        return change + "; no component's direct contribution changes."
+    layer = int(per_layer.abs().idxmax())
+    top = table.loc[table["contribution"].abs().idxmax()]
+    return (f"{change} (norm gap {table.attrs['norm_gap']:+.2f}); layer {layer} carries most of it "
+            f"({per_layer[layer]:+.2f} of the direct contributions), the largest single component is "
+            f"{top['component']} ({top['contribution']:+.2f}).")
+
+
+def _propagation_text(profile: Any) -> str:
+    """How much of the addition stays in the steered cells, and how the later positions change."""
+    last = profile[profile["depth"] == profile["depth"].max()].set_index("position_class")
+    text = ""
+    if "steered" in last.index:
+        row = last.loc["steered"]
+        text += (f"At the last hook point the steered cells still hold {row['retained']:.0%} of the addition along "
+                 f"its direction (cosine {row['cos_injected']:.2f}). ")
+    if "later" in last.index and math.isfinite(float(last.loc["later", "cos_injected"])):
+        row = last.loc["later"]
+        text += (f"Later positions change by ‖Δ‖ = {row['delta_norm']:.3g} (residual norm {row['resid_norm']:.3g}) "
+                 f"at cosine {row['cos_injected']:.2f} with the vector: ")
+        text += ("they mostly receive the vector itself. " if abs(row["cos_injected"]) > 0.5
+                 else "they compute a new direction after reading the steered cells through attention. ")
+    return text
+
+
+def _patching_text(patch: Any, positions: Any) -> str:
+    """Where the last position takes over in the patching map, and which vector position matters most."""
+    last = patch[patch["position"] == patch["position"].max()]
+    handoff = last[last["recovered"] >= 0.5]
+    text = (f"Patching on {patch['prompt'].iloc[0]!r}: the last position restores at least half of the effect "
+            f"from layer {int(handoff['layer'].min())} on. ") if len(handoff) else ""
+    alone = positions[positions["variant"] == "alone"]
+    full = positions[positions["variant"] == "full"]
+    if len(alone) and len(full):
+        best = alone.loc[alone["effect"].abs().idxmax()]
+        text += (f"The full vector moves the target by {full['effect'].iloc[0]:+.2f} "
+                 f"[{full['ci_low'].iloc[0]:.2f}, {full['ci_high'].iloc[0]:.2f}]; position {int(best['position'])} "
+                 f"({best['token']!r}) alone gives {best['effect']:+.2f} [{best['ci_low']:.2f}, {best['ci_high']:.2f}].")
+    return text
+
+
+def _why_sections(found: _Findings) -> list[ReportSection]:
+    """Why it steers: propagation, attribution, patching and position effects at the best setting."""
+    why, layer, coeff = found.why, found.best_layer, found.best_coeff
+    summary = (f"At the best setting (layer {layer}, c = {coeff:g}), target {found.targets[0]!r}, on "
+               f"{min(len(found.prompts), 4)} prompts. " + _attribution_text(why["attribution"]) + " "
+               + _propagation_text(why["profile"]) + _patching_text(why["patching"], why["positions"]))
+    return [
+        ReportSection("Why it steers: propagation", summary + "\n\nThe figure: the size of the steered − unsteered "
+                      "residual at every hook point after the steered one, per position class.",
+                      figure=propagation_figure(why["profile"])),
+        ReportSection("Why it steers: attribution", "Change of each component's direct contribution to the target "
+                      "logit at the last prompt position (with the norm gap they add up to the logit's change).",
+                      figure=attribution_figure(why["attribution"])),
+        ReportSection("Why it steers: patching", "Share of the effect restored by writing the steered residual of "
+                      "one cell (layer × position) into the unsteered run.", figure=patching_figure(why["patching"])),
+        ReportSection("Why it steers: vector positions", "The effect of the full vector, with each position knocked "
+                      "out, each position alone and the positions summed to one direction added everywhere "
+                      "(bootstrap 95% intervals over prompts).", figure=position_effects_figure(why["positions"])),
+    ]
 
 
 def _flagged_text(norms: Any) -> str:
@@ -231,6 +317,7 @@ def analysis_report(
     model_name: Optional[str] = None,
     seed: int = 0,
     progress: Optional[bool] = None,
+    mechanisms: bool = False,
 ) -> dict:
     """Run the standard analysis of ``pos − neg`` and write the one-page HTML report.
 
@@ -251,6 +338,9 @@ def analysis_report(
         model_name: Shown in the settings block.
         seed: Sampling seed.
         progress: Progress bars.
+        mechanisms: Add the "Why it steers" sections (:mod:`steering.mechanisms` at the best
+            setting: propagation, attribution, patching, position effects). Costs a few forward
+            passes per layer and prompt.
 
     Returns:
         A dict: ``path`` (the page), ``figures`` (how many), ``best`` (layer, coeff, effect),
@@ -264,6 +354,7 @@ def analysis_report(
         >>> sorted(info), info["best"]["layer"]
         (['best', 'effects', 'figures', 'path', 'seconds'], 1)
     """
+    mechanisms = flag("mechanisms", mechanisms)
     found = _Findings(
         pos=pos, neg=neg, prompts=list(prompts or DEFAULT_REPORT_PROMPTS),
         targets=list(targets) if targets else _single_token_targets(model, pos),
@@ -272,7 +363,9 @@ def analysis_report(
     _run_sweep(model, found, layers, progress)
     vec = _run_lenses(model, found)
     _run_completions(model, found, vec, n_completions, max_new_tokens, seed)
-    sections = _sweep_sections(found) + _lens_sections(found, n_completions)
+    if mechanisms:
+        _run_mechanisms(model, found, vec, progress)
+    sections = _sweep_sections(found) + _lens_sections(found, n_completions) + (_why_sections(found) if found.why else [])
     meta = _meta(found, model_name or getattr(model.cfg, "model_name", "?"))
     path = write_report(out, sections, title=f"steering-lens report: {pos!r} − {neg!r}", meta=meta)
     best_info = {"layer": found.best_layer, "coeff": found.best_coeff, "effect": float(found.best["effect"])}
