@@ -59,6 +59,9 @@ PUBLIC_API = {
     "lens_profile": "lens",
     "norm_profile": "norms",
     "norm_diagnostics": "norms",
+    "chat_prompt": "chat",
+    "condition_from_prompts": "conditions",
+    "probe_direction": "probes",
     "SteeringError": "errors",
     "SteeringWarning": "errors",
 }
@@ -81,7 +84,7 @@ MOVED = {
 
 #: Submodules reachable as attributes (``st.plots.effect_heatmap``) without importing them first.
 SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "cache", "mechanisms", "lens", "norms",
-              "backends", "placement", "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
+              "backends", "placement", "conditions", "chat", "probes", "nulls", "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
 
 __all__ = list(PUBLIC_API)
 

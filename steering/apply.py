@@ -37,6 +37,7 @@ from torch import Tensor
 
 from . import _fast
 from .backends import Target, enter_block, exit_block, hf_module
+from .conditions import Condition, Gate
 from .errors import InvalidArgumentError, InvalidCoefficientError, PromptTooShortError, warn_user
 from .placement import (
     Operator, Positions, Rule, ScaleCheck, ShortPrompt, Span, apply_rule, check_magnitude, check_options, make_rule,
@@ -84,7 +85,8 @@ class _Steerer:
     """The hook function of one vector: asks :mod:`steering.placement` where, then applies the rule."""
 
     def __init__(self, vector: SteeringVector, coeff: Union[float, Tensor], rule: Rule, tracker: _Tracker,
-                 prompt_lengths: Optional[Tensor], scale: Optional[ScaleCheck] = None) -> None:
+                 prompt_lengths: Optional[Tensor], scale: Optional[ScaleCheck] = None,
+                 response_starts: Optional[Tensor] = None, gate: Optional[Gate] = None) -> None:
         self.vector = vector
         self.coeff = coeff
         self.rule = rule
@@ -96,6 +98,8 @@ class _Steerer:
         self._cache: dict[tuple, Tensor] = {}
         self.warned = False
         self.scale = scale  # compares the addition with the residual, at the first steered pass only
+        self.response_starts = response_starts  # where each row's assistant turn starts (positions="response")
+        self.gate = gate  # a condition's per-row decision (steer(..., condition=)): coefficient 0 where false
 
     def _prepared(self, like: Tensor) -> Tensor:
         """``coeff · v`` for "add", the unit direction for "ablate"/"clamp", in ``like``'s dtype."""
@@ -151,9 +155,13 @@ class _Steerer:
         if self.rule.positions == "front" and span.start == 0 and lengths is not None:
             if bool((lengths < self.n_vec).any()):
                 self._short(int(lengths.min()))
-        mask, index = placement(self.rule.positions, self.n_vec, span, lengths)
+        starts = self.response_starts
+        starts = starts if starts is not None and int(starts.shape[0]) == span.batch else None
+        mask, index = placement(self.rule.positions, self.n_vec, span, lengths, starts)
         if not bool(mask.any()):
             return resid
+        if self.gate is not None:  # rows whose condition is false: nothing added (bitwise unsteered)
+            mask = mask & self.gate.allowed(span.batch).to(mask.device)[:, None]
         coeff = self._row_coeffs(int(resid.shape[0])) if per_row else self.coeff
         mask = mask.to(resid.device)
         out = apply_rule(resid, self.rule, self._prepared(resid), mask, index.to(resid.device), coeff)
@@ -207,6 +215,8 @@ def attached(
     *,
     prompt_lengths: Optional[Int[Tensor, " batch"]] = None,
     scale: Optional[ScaleCheck] = None,
+    response_starts: Optional[Int[Tensor, " batch"]] = None,
+    gate: Optional[Gate] = None,
     **rule: Any,
 ) -> Iterator[None]:
     """Steer every call of ``target.module`` inside the block (the engines' form of :func:`steer`).
@@ -221,6 +231,10 @@ def attached(
             forward pass, the addition exceeds :data:`~steering.placement.MAX_SCALE_RATIO` times the
             residual's norm; once per :class:`~steering.placement.ScaleCheck`, so an engine running
             several batches of one call passes the same one to each (default: a fresh one).
+        response_starts: For ``positions="response"``: the index of each row's assistant turn
+            (:func:`steering.chat.response_start`); without them the response is what is generated.
+        gate: A condition's per-row decision (:class:`steering.conditions.Gate`): rows where it is
+            false get nothing added. A gate holding a condition reads it on each full forward pass.
         **rule: ``positions``, ``op``, ``value``, ``short_prompt``, as in :func:`steer`.
 
     Example:
@@ -245,12 +259,48 @@ def attached(
         removers.append(
             target.module.register_forward_hook(tracker.post_hook, with_kwargs=True, always_call=True).remove
         )
+        if gate is not None and gate.condition is not None:  # the condition reads before anything is steered
+            _check_gate(gate.condition, model, [vec for vec, _ in plan])
+            removers.extend(_attach_readers(target, gate, tracker))
         for vec, rule in plan:
-            removers.append(target.add_hook(vec, _Steerer(vec, coeff, rule, tracker, prompt_lengths, scale)))
+            removers.append(target.add_hook(vec, _Steerer(vec, coeff, rule, tracker, prompt_lengths, scale,
+                                                          response_starts, gate)))
         yield
     finally:
         for remove in removers:
             remove()
+
+
+def _check_gate(condition: Condition, model: Any, vectors: list[SteeringVector]) -> None:
+    """A condition in a steer block decides in the same pass: it must read before the first steered layer."""
+    condition.check_model(model)
+    for vec in vectors:
+        if vec.layer is None or int(vec.layer) < condition.layer:
+            raise InvalidArgumentError(
+                f"the condition reads layer {condition.layer} but the vector at {vec.hook_name} steers "
+                f"{'before it' if vec.layer is not None else 'outside the blocks'}; allowed inside a steer block: "
+                f"vectors at layer >= {condition.layer} (the decision is made in the same forward pass, before "
+                "steering). Fix: use a condition at an earlier layer, or st.generate(..., condition=...), which "
+                "judges each prompt before generating."
+            )
+
+
+def _attach_readers(target: Target, gate: Gate, tracker: "_Tracker") -> list[Any]:
+    """Hooks that hand each row's residual at the condition's hooks to ``gate`` (this thread's passes only)."""
+    owner = threading.get_ident()
+    removers = []
+    for name in gate.condition.hook_names:
+        def read(resid: Tensor, name: str = name) -> Tensor:
+            if threading.get_ident() == owner:
+                span = tracker.span
+                if span is None or span.batch != int(resid.shape[0]) or span.seq != int(resid.shape[1]):
+                    span = Span.whole(int(resid.shape[0]), int(resid.shape[1]))
+                gate.read(name, resid, span)
+            return resid
+
+        point = SteeringVector(torch.zeros(int(target.model.cfg.d_model)), hook_name=name)
+        removers.append(target.add_hook(point, read))
+    return removers
 
 
 def active_hooks(model: Any) -> int:
@@ -298,12 +348,20 @@ class Steering:
         0
     """
 
-    def __init__(self, model: Any, vector: Any, coeff: Any, rule: dict) -> None:
+    def __init__(self, model: Any, vector: Any, coeff: Any, rule: dict, condition: Optional[Condition] = None) -> None:
         self.model = model
         self.vector = vector
         self.coeff = coeff
         self.rule = rule
+        self.condition = condition
         _plan(model, vector, coeff, **rule)  # every refusal here, before the block is entered
+        if condition is not None:
+            if not isinstance(condition, Condition):
+                raise InvalidArgumentError(
+                    f"condition={condition!r}; allowed: a steering.conditions.Condition or None. "
+                    "Fix: build one with st.condition_from_prompts(model, matching, other, layer)."
+                )
+            _check_gate(condition, model, vector_list(vector))
         self._active: Optional[Any] = None
         self._lock = threading.Lock()
 
@@ -315,7 +373,9 @@ class Steering:
                     "its vectors twice; allowed: one active `with` per steer(...) object. Fix: use a single `with` "
                     "(with a larger coeff for a stronger push), or call st.steer(...) again for a second addition."
                 )
-            hooks = attached(Target("bridge", hf_module(self.model), self.model), self.vector, self.coeff, **self.rule)
+            gate = Gate(self.condition) if self.condition is not None else None
+            hooks = attached(Target("bridge", hf_module(self.model), self.model), self.vector, self.coeff,
+                             gate=gate, **self.rule)
             hooks.__enter__()
             self._active = hooks
         enter_block(self.model)
@@ -338,6 +398,7 @@ def steer(
     op: Operator = "add",
     value: Any = None,
     short_prompt: ShortPrompt = "truncate",
+    condition: Optional[Condition] = None,
 ) -> Steering:
     """Steer every forward pass inside the block: add ``coeff · vector`` (or ablate / clamp a direction).
 
@@ -351,14 +412,18 @@ def steer(
             coefficient sweep runs as one batch. Ignored by ``op="clamp"``.
         positions: ``"front"`` (paper alignment; default for per-position vectors), ``"all"``
             (every real position, generated ones included; default for single directions),
-            ``"prompt"`` (prompt tokens only, never on decode steps) or ``"generated"`` (only
-            tokens past the prompt). Outside ``st.generate`` a forward call counts as all prompt.
+            ``"prompt"`` (prompt tokens only, never on decode steps), ``"generated"`` (only
+            tokens past the prompt) or ``"response"`` (from a chat prompt's assistant turn on; see
+            :mod:`steering.placement`). Outside ``st.generate`` a forward call counts as all prompt.
         op: ``"add"`` (default), ``"ablate"`` (remove ``coeff ×`` the residual's projection on the
             direction: ``x − c (x·d̂) d̂``) or ``"clamp"`` (set that projection to ``value``:
             ``x + (value − x·d̂) d̂``). Ablate and clamp need a single ``[d_model]`` direction.
         value: The projection ``clamp`` sets (in residual units along the unit direction).
         short_prompt: What to do when a prompt is shorter than a front-aligned vector:
             ``"truncate"`` (add the first positions only, with a warning) or ``"error"``.
+        condition: A :class:`~steering.conditions.Condition`: only rows that satisfy it are steered,
+            judged on each full forward pass from the row's last real token at the condition's layer
+            (which must not be deeper than any vector's layer); other rows are left exactly unsteered.
 
     Returns:
         A :class:`Steering` context manager: use ``model`` as usual inside ``with``. Every argument
@@ -382,4 +447,5 @@ def steer(
         >>> torch.equal(logits, model(model.to_tokens("abc")))
         True
     """
-    return Steering(model, vector, coeff, dict(positions=positions, op=op, value=value, short_prompt=short_prompt))
+    rule = dict(positions=positions, op=op, value=value, short_prompt=short_prompt)
+    return Steering(model, vector, coeff, rule, condition)

@@ -30,6 +30,8 @@ from torch import Tensor
 from . import _fast
 from .apply import attached
 from .backends import Target, model_lock, resolve
+from .chat import chat_prompts
+from .conditions import Condition, Gate
 from .errors import ContextLengthError, InvalidArgumentError
 from .placement import Operator, Positions, ScaleCheck, ShortPrompt, make_rule
 from ._progress import progress_bar
@@ -63,7 +65,7 @@ class _Plan:
     target: Target
     vectors: list
     coeff: Any  # the checked coefficient(s) as given: a float or a tensor of them
-    chunks: list  # [(rows, row coefficients)] per batch
+    chunks: list  # [(rows, row coefficients, response starts or None, condition decisions or None)] per batch
     config: Any  # transformers.GenerationConfig
     sampler: Optional[NucleusSampler]
     steering: dict
@@ -162,7 +164,8 @@ def _sharing(plan: _Plan, chunk: list) -> Any:
     return _fast.shared_rows(plan.target.model, lowest, block, len(chunk) // block)
 
 
-def _run_chunk(plan: _Plan, chunk: list, chunk_coeffs: list, bar: Any) -> list[str]:
+def _run_chunk(plan: _Plan, chunk: list, chunk_coeffs: list, bar: Any, starts: Optional[list] = None,
+               decision: Optional[list] = None) -> list[str]:
     from transformers import LogitsProcessorList
 
     tokens, mask = left_pad(chunk, fill_id(plan.target.model))
@@ -179,8 +182,10 @@ def _run_chunk(plan: _Plan, chunk: list, chunk_coeffs: list, bar: Any) -> list[s
         out = plan.target.module.generate(**kwargs)
     else:
         row_coeff = chunk_coeffs if isinstance(plan.coeff, Tensor) else plan.coeff
+        extra = dict(response_starts=None if starts is None else torch.tensor(starts),
+                     gate=None if decision is None else Gate(decision=torch.tensor(decision, dtype=torch.bool)))
         with _sharing(plan, chunk), attached(plan.target, plan.vectors, row_coeff, **plan.steering,
-                                            prompt_lengths=mask.sum(dim=1), scale=plan.scale):
+                                            prompt_lengths=mask.sum(dim=1), scale=plan.scale, **extra):
             out = plan.target.module.generate(**kwargs)
     return plan.target.model.tokenizer.batch_decode(out[:, tokens.shape[1]:].cpu(), skip_special_tokens=True)
 
@@ -188,7 +193,7 @@ def _run_chunk(plan: _Plan, chunk: list, chunk_coeffs: list, bar: Any) -> list[s
 def _run(plan: _Plan) -> list[str]:
     """Every chunk under one seeded RNG fork, packed weights (twin, large calls) and one progress bar."""
     target, steps = plan.target, int(plan.config.max_new_tokens)
-    rows = max(len(chunk) for chunk, _ in plan.chunks)
+    rows = max(len(chunk[0]) for chunk in plan.chunks)
     packing = _fast.packed_weights(target.model, rows, steps) if target.kind == "twin" else contextlib.nullcontext()
     devices = [target.device] if target.device.type == "cuda" else []
     completions: list[str] = []
@@ -199,8 +204,8 @@ def _run(plan: _Plan) -> list[str]:
             torch.manual_seed(plan.seed)
         else:
             torch.seed()  # fresh entropy: fork_rng would otherwise replay the same state each call
-        for chunk, chunk_coeffs in plan.chunks:
-            completions.extend(_run_chunk(plan, chunk, chunk_coeffs, bar))
+        for chunk, chunk_coeffs, starts, decision in plan.chunks:
+            completions.extend(_run_chunk(plan, chunk, chunk_coeffs, bar, starts, decision))
     return completions
 
 
@@ -216,6 +221,34 @@ def _eos_cleared(module: Any, stop_at_eos: bool) -> Any:
     finally:
         if config is not None:
             config.eos_token_id = saved
+
+
+def _prepare(model: Any, prompts: list[str], chat: bool, system: Any, condition: Any, positions: Any,
+             vectors: list) -> tuple[list[str], Optional[list[int]], Optional[list[bool]]]:
+    """The texts the model reads (chat-formatted or not), each one's response start and condition decision."""
+    if positions == "response" and not chat and vectors:
+        raise InvalidArgumentError(
+            "positions='response' steers from the assistant turn of a chat prompt, but chat=False; allowed: "
+            "positions='response' with chat=True. Fix: pass chat=True, or positions='generated'."
+        )
+    if system is not None and not chat:
+        raise InvalidArgumentError(
+            f"system={system!r} is a chat template's system prompt, but chat=False; allowed: system=None "
+            "without chat. Fix: pass chat=True, or drop system=."
+        )
+    decisions = None
+    if condition is not None:
+        if not isinstance(condition, Condition):
+            raise InvalidArgumentError(
+                f"condition={condition!r}; allowed: a steering.conditions.Condition or None. Fix: build one with "
+                "st.condition_from_prompts(model, matching, other, layer)."
+            )
+        condition.check_model(model)
+        decisions = condition.predict(prompts, model) if vectors else None
+    if not chat:
+        return prompts, None, decisions
+    texts, starts = chat_prompts(model, prompts, system)
+    return texts, starts, decisions
 
 
 def generate(
@@ -241,6 +274,9 @@ def generate(
     batch_size: int = 64,
     progress: Optional[bool] = None,
     backend: Backend = "auto",
+    chat: bool = False,
+    system: Optional[str] = None,
+    condition: Optional[Condition] = None,
 ) -> list[str]:
     """Generate completions, steered by ``coeff · vector`` (or unsteered with ``vector=None``).
 
@@ -274,6 +310,11 @@ def generate(
         progress: Show a progress bar; default: only for long runs.
         backend: ``"auto"`` (the twin where it can serve the call), ``"bridge"`` or ``"twin"``;
             see :mod:`steering.backends`. Both give the same texts.
+        chat: Put each prompt (one user turn) in the model's chat template, ending with the assistant's
+            generation prompt (:func:`steering.chat.chat_prompt`); the template's own BOS is the only one.
+        system: A system prompt for ``chat=True``.
+        condition: A :class:`~steering.conditions.Condition`: only rows whose prompt (as given, before chat
+            formatting) satisfies it are steered; the others are generated exactly as without steering.
 
     Returns:
         ``len(prompts) × n`` completions (generated text only, special tokens removed), in
@@ -312,13 +353,18 @@ def generate(
     vectors = [] if vector is None else vector_list(vector)
     for vec in vectors:  # the placement options, refused before any work (attached checks them again per batch)
         make_rule(vec, positions, op, value, short_prompt)
-    encoded = _encode(model, prompts, max_new_tokens)
+    texts, starts, decisions = _prepare(model, prompts, flag("chat", chat), system, condition, positions, vectors)
+    encoded = _encode(model, texts, max_new_tokens)
     rows = [ids for _ in coeff_list for ids in encoded for _ in range(n)]  # coeff-, then prompt-major
     row_coeffs = [c for c in coeff_list for _ in encoded for _ in range(n)]
+    per_row = [[x for _ in coeff_list for x in info for _ in range(n)] if info is not None else None
+               for info in (starts, decisions)]
     sampler = NucleusSampler(o["temperature"], o["top_k"], o["top_p"]) if o["do_sample"] else None
     plan = _Plan(
         target=resolve(model, vectors, backend), vectors=vectors, coeff=coeff,
-        chunks=[(rows[i:i + batch_size], row_coeffs[i:i + batch_size]) for i in range(0, len(rows), batch_size)],
+        chunks=[(rows[i:i + batch_size], row_coeffs[i:i + batch_size],
+                 *(None if info is None else info[i:i + batch_size] for info in per_row))
+                for i in range(0, len(rows), batch_size)],
         config=_config(model, max_new_tokens, o["stop_at_eos"], o["use_cache"]), sampler=sampler,
         steering=dict(positions=positions, op=op, value=value, short_prompt=short_prompt),
         freq_penalty=o["freq_penalty"], seed=o["seed"],

@@ -23,6 +23,10 @@ Positions:
 * ``"prompt"``: a direction at every real prompt token, never on decode steps.
 * ``"generated"``: a direction only at tokens past the prompt. Outside generation a forward
   call counts as prompt in full.
+* ``"response"``: a direction from the assistant turn's first token on (a chat prompt's
+  generation prompt, i.e. the assistant header, and every generated token). Its start per row is
+  given by ``st.generate(..., chat=True)`` (:func:`steering.chat.response_start`); where no start
+  is known it is the prompt's end (the same as ``"generated"``).
 
 Example:
     >>> import torch
@@ -66,10 +70,10 @@ __all__ = [
     "masked_prefix",
 ]
 
-Positions = Literal["front", "all", "prompt", "generated"]
+Positions = Literal["front", "all", "prompt", "generated", "response"]
 Operator = Literal["add", "ablate", "clamp"]
 ShortPrompt = Literal["truncate", "error"]
-_POSITIONS = ("front", "all", "prompt", "generated")
+_POSITIONS = ("front", "all", "prompt", "generated", "response")
 _OPS = ("add", "ablate", "clamp")
 _SHORT_RULES = ("truncate", "error")
 
@@ -170,7 +174,8 @@ def make_rule(
     pos = positions if positions is not None else ("all" if vector.is_direction else "front")
     if not isinstance(pos, str) or pos not in _POSITIONS:
         raise InvalidArgumentError(
-            f"positions={pos!r}; allowed: 'front' (the paper's alignment) or 'all', 'prompt', 'generated'. "
+            f"positions={pos!r}; allowed: 'front' (the paper's alignment) or 'all', 'prompt', 'generated', "
+            "'response'. "
             "Fix: pass one of those."
         )
     _check_shape(vector, pos, op)
@@ -351,6 +356,7 @@ def placement(
     n_vec: Optional[int],
     span: Span,
     prompt_lengths: Optional[Int[Tensor, " batch"]] = None,
+    response_starts: Optional[Int[Tensor, " batch"]] = None,
 ) -> tuple[Bool[Tensor, "batch seq"], Int[Tensor, "batch seq"]]:
     """Which cells of a forward call are steered, and each one's index from its row's first real token.
 
@@ -359,6 +365,8 @@ def placement(
         n_vec: Positions of a per-position vector (``"front"``); ``None`` for a direction.
         span: Where the call's tokens sit (:class:`Span`).
         prompt_lengths: Real prompt tokens per row; ``None`` = unknown (the whole call is prompt).
+        response_starts: For ``"response"``: the index (from the row's first real token) of each
+            row's assistant turn; ``None``: ``prompt_lengths`` (the response is what is generated).
 
     Returns:
         ``(mask, index)``: ``mask[b, s]`` is True where the vector acts; ``index[b, s]`` is the
@@ -379,6 +387,8 @@ def placement(
     if positions == "all":
         return real, index
     lengths = None if prompt_lengths is None else prompt_lengths.to(device)
+    if positions == "response" and response_starts is not None:
+        lengths = response_starts.to(device)  # the prompt's chat header on is steered, like generated tokens
     if positions == "front":
         limit = torch.full((span.batch,), int(n_vec or 0), device=device)
         if lengths is not None:
@@ -387,7 +397,7 @@ def placement(
     in_prompt = torch.ones_like(real) if lengths is None else index < einops.rearrange(lengths, "batch -> batch 1")
     if positions == "prompt":
         return real & in_prompt, index
-    return real & ~in_prompt, index  # "generated"
+    return real & ~in_prompt, index  # "generated", "response"
 
 
 def past_span(positions: Positions, n_vec: Optional[int], span: Span, prompt_lengths: Optional[Tensor]) -> bool:

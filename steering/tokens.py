@@ -35,16 +35,23 @@ PadRule = Union[str, int]
 def tokenize_prompt(model: Any, prompt: str) -> Int[Tensor, " pos"]:
     """Token ids of ``prompt`` with exactly one BOS first (the paper's convention).
 
+    A prompt that already starts with the BOS token's text (a chat template writes it) is
+    tokenized as it is: its own BOS is the one BOS, none is added.
+
     Example:
         >>> from steering.testing import tiny_model
-        >>> tokenize_prompt(tiny_model(), "ab").tolist()
-        [1, 4, 5]
+        >>> model = tiny_model()
+        >>> tokenize_prompt(model, "ab").tolist(), tokenize_prompt(model, "<s>ab").tolist()
+        ([1, 4, 5], [1, 4, 5])
     """
     if not isinstance(prompt, str):
         raise InvalidArgumentError(
             f"prompt={prompt!r} is a {type(prompt).__name__}; allowed: str. Fix: pass the prompt text."
         )
-    tokens = model.to_tokens(prompt, prepend_bos=True, truncate=False)[0].cpu()
+    bos_text = getattr(model.tokenizer, "bos_token", None)
+    # a chat template writes its own BOS text: tokenize that one, add none
+    own_bos = isinstance(bos_text, str) and bool(bos_text) and prompt.startswith(bos_text)
+    tokens = model.to_tokens(prompt, prepend_bos=not own_bos, truncate=False)[0].cpu()
     bos = model.tokenizer.bos_token_id
     if bos is not None and (tokens.numel() == 0 or int(tokens[0]) != bos):
         tokens = torch.cat([torch.tensor([bos]), tokens])

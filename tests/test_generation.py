@@ -293,3 +293,33 @@ def test_a_call_too_large_to_finish_is_refused_up_front(tiny, no_hooks):
     with pytest.raises(st.errors.InvalidArgumentError, match=r"allowed: at most 1,000,000 per call"):
         st.generate(tiny, "a", None, [0.0, 1.0], n=MAX_ROWS // 2 + 1)
     no_hooks(tiny)
+
+
+# -------------------------------------------------------- chat prompts, positions="response"
+def test_response_steering_is_exact_under_cache_padding_and_batching(tiny, monkeypatch, no_hooks):
+    from steering.chat import TINY_TEMPLATE, chat_prompt, response_start
+
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", TINY_TEMPLATE, raising=False)
+    d = st.actadd(tiny, "I love you!", "I hate you", layer=1).direction("mean")
+    kw = dict(max_new_tokens=6, do_sample=False, chat=True, positions="response")
+    cached = st.generate(tiny, PROMPTS, d, 2.0, **kw)
+    assert cached == st.generate(tiny, PROMPTS, d, 2.0, use_cache=False, **kw)
+    assert cached == st.generate(tiny, PROMPTS, d, 2.0, backend="bridge", **kw)
+    assert cached == [st.generate(tiny, p, d, 2.0, **kw)[0] for p in PROMPTS]
+    assert cached != st.generate(tiny, PROMPTS, d, 2.0, **{**kw, "positions": "all"})  # the user turn is not steered
+    for prompt, text in zip(PROMPTS, cached):
+        start = response_start(tiny, prompt)
+
+        def from_start(resid, hook, start=start):
+            out = resid.clone()
+            out[:, start:] += 2.0 * d.tensor.to(resid.dtype)
+            return out
+
+        assert text == greedy_by_hand(tiny, chat_prompt(tiny, prompt), [(d.hook_name, from_start)], 6)
+    no_hooks(tiny)
+
+
+def test_response_positions_need_chat(tiny):
+    d = st.actadd(tiny, "a", "b", layer=1).direction("mean")
+    with pytest.raises(st.SteeringError, match=r"positions='response' steers from the assistant turn.*Fix: pass chat=True"):
+        st.generate(tiny, "hi", d, 2.0, positions="response", max_new_tokens=2)

@@ -234,3 +234,41 @@ def test_option_values_that_are_not_strings_are_refused_by_name(tiny, kwargs, un
     with pytest.raises(InvalidArgumentError, match=rf"{name}=.*allowed: '"):
         st.generate(tiny, "hello", vec, 1.0, max_new_tokens=2, **kwargs)
     no_hooks(tiny)
+
+
+# ------------------------------------------------------------------ "response": from the assistant turn on
+def test_response_rule_on_a_padded_row():
+    span = Span.from_mask(torch.tensor([[0, 1, 1, 1, 1]]))
+    mask, _ = placement("response", None, span, torch.tensor([3]), torch.tensor([1]))
+    assert mask.int().tolist() == [[0, 0, 1, 1, 1]]  # index >= 1: the header's tokens and the generated one
+    without, _ = placement("response", None, span, torch.tensor([3]))  # no start known: what is generated
+    assert without.int().tolist() == [[0, 0, 0, 0, 1]]
+    step = Span(1, 1, 5, torch.tensor([1]), None)  # a decode step
+    assert not past_span("response", None, step, torch.tensor([3]))
+
+
+@FAST
+@given(lengths=hs.lists(hs.integers(1, 8), min_size=1, max_size=4), data=hs.data())
+def test_response_hooks_add_exactly_from_each_rows_start(tiny, lengths, data):
+    starts = torch.tensor([data.draw(hs.integers(0, n)) for n in lengths])
+    vec = _vector(tiny, 1).direction("sum")
+    seqs = [torch.tensor([1] + [4 + i for i in range(n - 1)]) for n in lengths]
+    tokens, mask = left_pad(seqs, fill_id(tiny))
+    seen = []
+    target = resolve(tiny, [vec], "bridge")
+    point = tiny.hook_dict[vec.hook_name]
+    with torch.no_grad():
+        for steer in (False, True):
+            handle = None
+            with attached(target, vec, 2.0 if steer else 0.0, positions="response", response_starts=starts,
+                          prompt_lengths=mask.sum(dim=1)):
+                handle = point.add_hook(lambda x, hook: seen.append(x.detach().clone()), dir="fwd")
+                try:
+                    target.module(input_ids=tokens, attention_mask=mask)
+                finally:
+                    handle.hook.remove()
+                    point.fwd_hooks.remove(handle)
+    steered = (seen[1] - seen[0]).abs().amax(dim=-1) > 0  # [batch, seq]
+    pads = tokens.shape[1] - torch.tensor([len(s) for s in seqs])
+    expected = [[pads[b] + starts[b] <= s for s in range(tokens.shape[1])] for b in range(len(seqs))]
+    assert steered.tolist() == [[bool(x) for x in row] for row in expected]

@@ -12,7 +12,7 @@ import steering as st
 
 def test_all_comes_from_the_one_list_and_is_small():
     assert st.__all__ == list(st.PUBLIC_API)
-    assert len(st.__all__) <= 30
+    assert len(st.__all__) <= 32  # tools/check_architecture.py MAX_PUBLIC_NAMES
     for name, module in st.PUBLIC_API.items():
         assert getattr(st, name) is getattr(importlib.import_module(f"steering.{module}"), name), name
 

@@ -110,3 +110,9 @@ def test_readable_shows_bpe_markers_as_characters():
 def test_pair_pad_id_refuses_other_types(tiny, untyped, pad):
     with pytest.raises(st.errors.InvalidArgumentError, match="allowed: 'space'"):
         pair_pad_id(tiny, pad)
+
+
+def test_a_prompt_that_starts_with_the_bos_text_gets_no_second_bos(tiny):
+    bos = tiny.tokenizer.bos_token_id
+    assert tokenize_prompt(tiny, "<s>ab").tolist() == tokenize_prompt(tiny, "ab").tolist() == [bos, 4, 5]
+    assert tokenize_prompt(tiny, "a<s>b").tolist().count(bos) == 2  # a BOS text later is the text's own

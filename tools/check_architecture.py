@@ -10,7 +10,7 @@ Rules (``tests/test_architecture.py`` asserts each):
 * function length: at most 80 lines of code (docstrings, comments and blank lines not counted;
   a nested function counts towards its parent too);
 * module length: at most 500 lines;
-* ``len(steering.__all__)``: at most 30;
+* ``len(steering.__all__)``: at most 32 (30, plus the chat and condition names issue 19 puts at the top level);
 * environment variables read only in ``steering/settings.py``;
 * imports inside functions only of heavy optional dependencies (never of ``steering`` modules);
 * option arguments (``positions``, ``op``, ``backend``, ``short_prompt``) annotated with their
@@ -29,7 +29,7 @@ PACKAGE = ROOT / "steering"
 
 MAX_FUNCTION_LINES = 80
 MAX_MODULE_LINES = 500
-MAX_PUBLIC_NAMES = 30
+MAX_PUBLIC_NAMES = 32
 SETTINGS_MODULE = "steering.settings"
 #: Third-party packages that may be imported inside a function (slow to import, or optional).
 HEAVY = {
