@@ -39,8 +39,6 @@ PUBLIC_API = {
     "mean_diff": "directions",
     "pca_direction": "directions",
     "hook_name": "hooks",
-    "mean_vectors": "algebra",
-    "cosine_matrix": "algebra",
     "save_vectors": "export",
     "load_vectors": "export",
     "export_gguf": "export",
@@ -62,6 +60,8 @@ PUBLIC_API = {
     "chat_prompt": "chat",
     "condition_from_prompts": "conditions",
     "probe_direction": "probes",
+    "explore": "explorer",
+    "explorable": "explorer",
     "SteeringError": "errors",
     "SteeringWarning": "errors",
 }
@@ -78,12 +78,13 @@ MOVED = {
                      "ContextLengthError", "InvalidArgumentError", "PromptTooShortError", "VectorFileError"],
                     "errors"),
     "relative_norm": "norms",
+    **dict.fromkeys(["mean_vectors", "cosine_matrix"], "algebra"),
     "TokenScores": "lens",
     "vllm_interventions": "interventions",
 }
 
 #: Submodules reachable as attributes (``st.plots.effect_heatmap``) without importing them first.
-SUBMODULES = ("plots", "errors", "stats", "texts", "report", "models", "cache", "mechanisms", "lens", "norms",
+SUBMODULES = ("plots", "algebra", "explorer", "errors", "stats", "texts", "report", "models", "cache", "mechanisms", "lens", "norms",
               "backends", "placement", "conditions", "chat", "probes", "nulls", "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
 
 __all__ = list(PUBLIC_API)

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .errors import InvalidArgumentError
 
-__all__ = ["tokenize_prompt", "pair_pad_id", "fill_id", "left_pad", "right_pad", "pad_batch", "readable", "PadRule"]
+__all__ = ["tokenize_prompt", "pair_pad_id", "fill_id", "left_pad", "right_pad", "pad_batch", "readable", "single_token_texts", "PadRule"]
 
 #: How the shorter prompt of an ActAdd pair is padded: ``"space"`` (the paper's rule), ``"eos"``,
 #: ``"pad"``, another one-token string, or a token id.
@@ -175,3 +175,17 @@ def readable(token: str) -> str:
         ' weddings'
     """
     return token.replace("Ġ", " ").replace("▁", " ").replace("Ċ", "\n")
+
+
+def single_token_texts(model: Any, candidates: Sequence[str]) -> list[str]:
+    """The candidates that are one token for this model's tokenizer, or the first candidate if none is.
+
+    Used to pick target words whose log-prob can be read at one position.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> single_token_texts(tiny_model(), ["ab", "a", "b"])  # "ab" is two tokens in the tiny vocabulary
+        ['a', 'b']
+    """
+    single = [t for t in candidates if len(model.tokenizer.encode(t, add_special_tokens=False)) == 1]
+    return single or list(candidates[:1])

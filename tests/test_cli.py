@@ -487,3 +487,65 @@ def test_verify(monkeypatch, capsys):
     monkeypatch.setattr(commands, "verify_model", unknown)
     assert main(["verify", "nope"]) == 2
     assert capsys.readouterr().err == "steer: error: UnknownModelError: 'nope' is not a built-in model\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# steer explore (issue 20): the explorable page
+
+
+EXPLORE = ["explore", "--model", "tiny", "--pos", "love", "--neg", "hate", "--layers", "0,1", "--coeffs", "0,4",
+           "--prompt", "I think that", "--prompt", "we will go", "--max-new-tokens", "3", "--target", "l",
+           "--kl-prompt", "a quiet day in town"]
+
+
+def test_explore_parser_defaults():
+    args = build_parser().parse_args(["explore", "--pos", " weddings", "--neg", ""])
+    assert (args.layers, args.coeffs, args.n, args.max_new_tokens, args.decoding, args.out, args.prompt) == (
+        "all", [0.0, 2.0, 4.0, 8.0, 12.0, 16.0], 2, 24, "sampled", "explorable.html", None)
+    assert build_parser().parse_args(["explore", "--pos", "a", "--neg", "", "--greedy"]).decoding == "greedy"
+
+
+def test_explore_writes_the_page(tiny_loader, capsys, tmp_path):
+    from steering.explorer import read_explorable
+
+    out = tmp_path / "page.html"
+    assert main(EXPLORE + ["--greedy", "--out", str(out), "--topic-word", "love"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out and tiny_loader == [("tiny", None)]
+    data = read_explorable(out)
+    assert data["layers"] == [0, 1] and data["coeffs"] == [0.0, 4.0] and data["decodings"] == ["greedy"]
+    assert len(data["records"]) == 2 * 2 * 2  # layers × coeffs × prompts × 1 greedy sample
+    assert {"layer", "coeff", "prompt", "sample", "completion", "effect", "kl", "topic"} <= set(data["records"][0])
+    assert out.read_text(encoding="utf-8").count('<input type="range"') == 2
+
+
+EXPLORE_BAD = [
+    (EXPLORE + ["--n", "0"], "argument --n: 0 is out of range"),
+    (EXPLORE + ["--layers", "-1"], "argument --layers: --layers '-1' holds -1"),
+    (EXPLORE + ["--coeffs", "1,inf"], "argument --coeffs: --coeffs '1,inf' holds a value"),
+    (EXPLORE + ["--decoding", "beam"], "argument --decoding: invalid choice: 'beam'"),
+    (EXPLORE + ["--prompt", ""], "argument --prompt: '' is empty"),
+    (EXPLORE + ["--top-k", "0"], "argument --top-k: 0 is out of range"),
+    (EXPLORE + ["--seed", "-1"], "argument --seed: -1 is out of range"),
+    (EXPLORE + ["--max-new-tokens", "0"], "argument --max-new-tokens: 0 is out of range"),
+]
+
+
+@pytest.mark.parametrize("argv, message", EXPLORE_BAD, ids=lambda x: " ".join(x[-2:]) if isinstance(x, list) else None)
+def test_explore_bad_options_are_usage_errors(argv, message, no_model_load, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: steer ") and message in err, err
+
+
+def test_explore_out_and_targets_checked_before_any_model_load(no_model_load, capsys, tmp_path):
+    missing = tmp_path / "no" / "such" / "page.html"
+    assert main(EXPLORE + ["--out", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("steer: error: InvalidArgumentError: ") and "does not exist" in err
+    assert main(EXPLORE + ["--out", str(tmp_path)]) == 2 and "is a folder" in capsys.readouterr().err
+    argv = [a for a in EXPLORE if a not in ("--target", "l")]
+    argv[argv.index("--pos") + 1] = " "
+    assert main(argv + ["--out", str(tmp_path / "p.html")]) == 2
+    assert "has no word to use as the effect's target" in capsys.readouterr().err

@@ -300,11 +300,11 @@ def test_vectors_and_algebra(data):
         call = lambda: st.hook_name(model, **args)  # noqa: E731
     elif how == "mean_vectors":
         args = draw_args(data, {"vectors": Hostile([good[:2], [good[1], good[2]]], hst.sampled_from([[], None, "v", [good[1], 3]]))})
-        call = lambda: st.mean_vectors(**args)  # noqa: E731
+        call = lambda: st.algebra.mean_vectors(**args)  # noqa: E731
     elif how == "cosine_matrix":
         args = draw_args(data, {"vectors": Hostile([good[:2], good[:3]], hst.sampled_from([[], "x", None, [3]])),
                                 "reduce": ("sum", "mean", "last")})
-        call = lambda: st.cosine_matrix(**args)  # noqa: E731
+        call = lambda: st.algebra.cosine_matrix(**args)  # noqa: E731
     else:
         other = data.draw(hst.one_of(hst.sampled_from(good[:3] + [2.0, torch.tensor(2.0)]), hostile()))
         op = data.draw(hst.sampled_from(["add", "sub", "mul", "neg"]))

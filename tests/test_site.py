@@ -89,3 +89,35 @@ def test_pages_from_the_nav_exist(site):
     for url in ["getting-started", "concepts", "sweep", "side-effects", "export", "own-model", "methods"]:
         _page(site, url)
     assert (site / "index.html").is_file()
+
+
+def test_explorable_page_works_on_the_built_site(site, tmp_path):
+    """docs/explore.md's embedded page: complete data, the site's own plotly.js, and it shows records in Chromium."""
+    import shutil
+
+    from steering.explorer import read_explorable
+
+    page = site / docs_site.EXPLORABLE_PAGE
+    assert page.is_file(), f"{docs_site.EXPLORABLE_PAGE} was not built"
+    data = read_explorable(page)  # refuses an incomplete grid
+    s = docs_site.DOCS_EXPLORABLE
+    assert len(data["records"]) == len(s["layers"]) * len(s["coeffs"]) * len(s["prompts"])
+    assert 'src="weddings.html"' in _page(site, "explore")
+    src = re.search(r'<script src="([^"]+)"', page.read_text(encoding="utf-8")).group(1)
+    assert not src.startswith("http") and (page.parent / src).resolve().is_file(), src
+    browser = shutil.which("chromium") or shutil.which("chromium-browser")
+    if browser is None:
+        pytest.skip("headless Chromium not found")
+    layer, coeff = s["layers"][-1], s["coeffs"][-1]
+    proc = subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox", "--disable-dev-shm-usage",
+                           f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000", "--dump-dom",
+                           page.resolve().as_uri() + f"#layer={layer}&coeff={coeff}"],
+                          capture_output=True, text=True, timeout=180)
+    body = re.search(r"<body([^>]*)>", proc.stdout).group(1)
+    assert 'data-state="ready"' in body and f'data-layer="{layer}"' in body, body
+    shown = re.findall(r'<td class="completion steered" data-layer="[^"]+" data-coeff="[^"]+" data-prompt-index="\d+" '
+                       r'data-sample="\d+" data-decoding="[^"]+">(.*?)</td>', proc.stdout, re.S)
+    import html
+
+    expected = [r["completion"] for r in data["records"] if r["layer"] == layer and r["coeff"] == coeff]
+    assert sorted(html.unescape(t) for t in shown) == sorted(expected)

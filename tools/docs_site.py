@@ -12,12 +12,17 @@
 - makes Plotly figures work offline: each figure is re-rendered from its JSON as a plain
   ``Plotly.newPlot`` call, and notebook pages load the ``plotly.min.js`` shipped with the installed
   ``plotly`` package (copied into the site) instead of the CDN;
-- drops tqdm's "IProgress not found" warning, and renders a code cell that is collapsed in Jupyter
+- drops tqdm's "IProgress not found" warning, replaces a live widget's output (which has no state on a
+  static page) by a note, and renders a code cell that is collapsed in Jupyter
   (``"jupyter": {"source_hidden": true}``, e.g. an exercise's solution) as a closed ``<details>`` block;
-- puts the notebook as stored (no outputs) behind each notebook page's download link.
+- puts the notebook as stored (no outputs) behind each notebook page's download link;
+- adds the explorable page of ``docs/explore.md`` (Gemma-3-270M, " weddings" − "", a small greedy grid)
+  as ``explore/weddings.html``, loading the site's own plotly.js; its grid is computed only when its
+  settings or the explorer's computing modules changed (kept in ``build/explorables/``).
 
 Command line: ``python tools/docs_site.py execute [NAME ...]`` executes notebooks into
-``build/executed-notebooks/`` (all of them by default).
+``build/executed-notebooks/`` (all of them by default); ``python tools/docs_site.py explorable``
+writes the explorable page into ``build/site-src/explore/``.
 """
 
 import ast
@@ -41,9 +46,21 @@ SITE_SRC_DIR = ROOT / "build" / "site-src"  # holds notebooks/NAME.ipynb: execut
 REFERENCE_PAGE = "reference.md"
 PLOTLY_JS = "assets/javascripts/plotly.min.js"
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+WIDGET_NOTE = ("<p><em>(An interactive widget appears here when the notebook runs in Jupyter. The "
+               '<a href="../../explore/">Explore</a> page has sliders that work in the browser.)</em></p>')
 KERNEL_NAME = "python3"
 CELL_TIMEOUT_S = 600
 META_KEY = "steering_docs"  # executed copies record their source digest and run time here
+EXPLORABLE_PAGE = "explore/weddings.html"
+EXPLORABLE_CACHE = ROOT / "build" / "explorables" / "weddings.json"
+#: The docs site's explorable: small (4 layers × 4 coefficients × 2 prompts, greedy), so the page stays small.
+DOCS_EXPLORABLE = {
+    "model": "gemma3-270m", "pos": " weddings", "neg": "", "layers": [2, 6, 10, 14], "coeffs": [0, 4, 8, 16],
+    "prompts": ["I went up to my friend and said", "The best part of the day was"], "decoding": "greedy",
+    "max_new_tokens": 20,
+    "topic_words": ["wedding", "weddings", "wed", "marry", "married", "marriage", "bride", "groom", "honeymoon"],
+}
 
 log = logging.getLogger("mkdocs.hooks.docs_site")
 
@@ -202,6 +219,8 @@ def site_notebook(nb: Any) -> Any:
                 continue
             elif output.get("name") == "stderr" and "TqdmWarning: IProgress not found" in output.get("text", ""):
                 continue  # tqdm.auto in a kernel without ipywidgets: noise on a page
+            elif WIDGET_MIME in data:  # a live widget has no state on a static page: say so
+                output["data"] = {"text/html": WIDGET_NOTE}
             outputs.append(output)
         cell.outputs = outputs
         if cell.metadata.get("jupyter", {}).get("source_hidden"):
@@ -215,6 +234,48 @@ def site_notebook(nb: Any) -> Any:
         cells.append(cell)
     nb.cells = cells
     return nb
+
+
+# --------------------------------------------------------------------------- the explorable page
+
+
+def _explorable_digest() -> str:
+    """What the docs explorable's numbers depend on: its settings and the explorer's computing modules."""
+    h = hashlib.sha256(json.dumps(DOCS_EXPLORABLE, sort_keys=True).encode())
+    for name in ("grid.py", "measures.py"):
+        h.update((ROOT / "steering" / "explorer" / name).read_bytes())
+    return h.hexdigest()
+
+
+def write_docs_explorable(out_dir: Path = SITE_SRC_DIR, model: Any = None, cache: Optional[Path] = EXPLORABLE_CACHE) -> Path:
+    """Write the docs site's explorable page to ``out_dir/explore/weddings.html``; return its path.
+
+    The grid is read from ``cache`` when that holds this version's (see :func:`_explorable_digest`),
+    else computed on ``model`` (default: the built-in Gemma-3-270M) and stored there (``cache=None``:
+    always computed, nothing stored). The page loads plotly.js from the site (``PLOTLY_JS``).
+    """
+    from steering.explorer import explore_grid, write_explorable
+
+    digest = _explorable_digest()
+    data = None
+    if cache is not None and cache.is_file():
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+        data = stored.get("data") if stored.get("digest") == digest else None
+    if data is None:
+        import steering as st
+
+        s = DOCS_EXPLORABLE
+        model = st.load_model(s["model"]) if model is None else model
+        data = explore_grid(model, s["pos"], s["neg"], s["prompts"], layers=s["layers"], coeffs=s["coeffs"],
+                            decoding=s["decoding"], max_new_tokens=s["max_new_tokens"], topic_words=s["topic_words"],
+                            progress=False)
+        data["settings"]["model"] = s["model"]
+        if cache is not None:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({"digest": digest, "data": data}, ensure_ascii=False), encoding="utf-8")
+    depth = EXPLORABLE_PAGE.count("/")
+    return write_explorable(Path(out_dir) / EXPLORABLE_PAGE, data, plotly_src="../" * depth + PLOTLY_JS,
+                            title="Explore the weddings vector on Gemma-3-270M")
 
 
 # --------------------------------------------------------------------------- the API reference page
@@ -301,6 +362,8 @@ def on_files(files: Any, config: Any) -> Any:
         src_uri = f"notebooks/{executed.name}"
         nbformat.write(site_notebook(nbformat.read(executed, as_version=4)), SITE_SRC_DIR / src_uri)
         _add(files, File(src_uri, str(SITE_SRC_DIR), config["site_dir"], config["use_directory_urls"]))
+    write_docs_explorable()
+    _add(files, File(EXPLORABLE_PAGE, str(SITE_SRC_DIR), config["site_dir"], config["use_directory_urls"]))
     return files
 
 
@@ -327,6 +390,9 @@ def on_page_content(html: str, page: Any, config: Any, files: Any) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["explorable"]:
+        print(write_docs_explorable())
+        return 0
     if not argv or argv[0] != "execute":
         print(__doc__.split("Command line:")[1].strip(), file=sys.stderr)
         return 2

@@ -7,6 +7,7 @@ Commands:
     steer generate --pos P --neg N …  unsteered vs steered completions side by side (or --json)
     steer demo                        the main job: paper-style vectors, completions, an HTML page
     steer report --pos P --neg N …    layer × coefficient sweep, lenses, KL: one HTML page
+    steer explore --pos P --neg N …   a precomputed layer × coefficient grid as one page with sliders
 
 Every option is checked while the arguments are parsed (:mod:`steering.cli.options`), and an
 output file's folder before the command starts — a bad value costs no model load.
@@ -149,6 +150,39 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--out", default="steering-report.html", help="HTML file to write (default steering-report.html)")
 
 
+def _add_explore(sub: Any) -> None:
+    p = sub.add_parser("explore", help="precompute layers × coefficients × prompts × samples: one page with sliders")
+    _common(p)
+    p.add_argument("--pos", required=True, help="p+, e.g. ' weddings' or 'Love'")
+    p.add_argument("--neg", required=True, help="p-, e.g. '' or 'Hate'")
+    p.add_argument("--layers", type=list_option(int, "layers", minimum=0), default="all",
+                   help="layers: 'all', '0-17' or '2,4,6' (default all)")
+    p.add_argument("--coeffs", type=list_option(float, "coeffs"), default="0,2,4,8,12,16",
+                   help="coefficients; 0 is always added (default 0,2,4,8,12,16)")
+    p.add_argument("--prompt", type=text_option("--prompt", "'I went up to my friend and said'"), action="append",
+                   default=None, help="prompt to complete (repeatable; default 4 neutral openings)")
+    p.add_argument("--n", type=positive_int("--n", 2), default=2, help="samples per prompt (default 2; greedy: 1)")
+    p.add_argument("--max-new-tokens", type=positive_int("--max-new-tokens", 24), default=24,
+                   help="tokens per completion (default 24)")
+    p.add_argument("--seed", type=seed_option(), default=0, help="sampling seed, 0..2**63-1 (default 0)")
+    p.add_argument("--decoding", choices=["sampled", "greedy", "both"], default="sampled",
+                   help="seeded samples (the paper's top-p 0.3), greedy, or both (default sampled)")
+    p.add_argument("--greedy", dest="decoding", action="store_const", const="greedy",
+                   help="greedy decoding (same as --decoding greedy)")
+    p.add_argument("--target", type=text_option("--target", "' wedding'"), action="append", default=None,
+                   help="target token of the effect metric (repeatable; default: p+'s word)")
+    p.add_argument("--topic-word", type=text_option("--topic-word", "wedding"), action="append", default=None,
+                   help="word that makes a completion on-topic (repeatable; default: no topic metric)")
+    p.add_argument("--kl-prompt", type=text_option("--kl-prompt", "'The train leaves at seven.'"), action="append",
+                   default=None, help="unrelated text of the KL and the effect lens (repeatable; default 3 neutral ones)")
+    p.add_argument("--top-k", type=positive_int("--top-k", 8), default=8, help="tokens per lens direction (default 8)")
+    p.add_argument("--hook", type=text_option("--hook", "resid_pre"), default="resid_pre",
+                   help="hook kind (default resid_pre)")
+    p.add_argument("--pad", type=text_option("--pad", "space"), default="space",
+                   help="padding of the shorter prompt (default: space)")
+    p.add_argument("--out", default="explorable.html", help="HTML page to write (default explorable.html)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``steer`` command.
 
@@ -196,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tokens per completion (default 40)")
 
     _add_report(sub)
+    _add_explore(sub)
     return parser
 
 

@@ -14,9 +14,12 @@ Example:
 
 import argparse
 import sys
+import time
 from typing import Any, Callable
 
 from ..cache import verify_model
+from ..errors import InvalidArgumentError
+from ..explorer.page import explorable
 from ..extract import actadd
 from ..generation import generate
 from ..models import cache_dir, fetch_model, load_model, model_info
@@ -121,6 +124,22 @@ def report_cmd(args: argparse.Namespace) -> int:
     return 0
 
 
+def explore_cmd(args: argparse.Namespace) -> int:
+    """``steer explore``: precompute the grid and write the explorable page (see :func:`steering.explorer.explorable`)."""
+    if args.target is None and not args.pos.strip():
+        raise InvalidArgumentError(f"--pos {args.pos!r} has no word to use as the effect's target; allowed: a p+ with a "
+                                   "word, or --target. Fix: pass e.g. --target ' wedding'.")
+    layers = parse_list(args.layers, int, "layers") if isinstance(args.layers, str) else args.layers
+    coeffs = parse_list(args.coeffs, float, "coeffs") if isinstance(args.coeffs, str) else args.coeffs
+    model = load_model(args.model, device=args.device)
+    start = time.perf_counter()
+    path = explorable(model, args.pos, args.neg, args.prompt, out=args.out, layers=layers, coeffs=coeffs, n=args.n,
+                      max_new_tokens=args.max_new_tokens, seed=args.seed, decoding=args.decoding, targets=args.target,
+                      topic_words=args.topic_word, kl_prompts=args.kl_prompt, k=args.top_k, hook=args.hook, pad=args.pad)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB; {time.perf_counter() - start:.0f} s)")
+    return 0
+
+
 def verify_cmd(args: argparse.Namespace) -> int:
     """``steer verify [NAME]``: check cached built-in models' files; exit status 1 if any is damaged.
 
@@ -149,6 +168,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "generate": generate_cmd,
     "demo": demo_cmd,
     "report": report_cmd,
+    "explore": explore_cmd,
 }
 
 

@@ -37,6 +37,7 @@ from ..plots import (attribution_figure, effect_heatmap, frontier_figure, lens_r
 from ..stats import effect_sizes
 from ..sweeps import Metric, sweep
 from ..texts import DEFAULT_REPORT_PROMPTS, NEUTRAL_TEXTS
+from ..tokens import single_token_texts
 from ..validate import flag
 from .page import ReportSection, write_report
 
@@ -86,13 +87,6 @@ class _Findings:
     view: Any = None
     why: dict = dataclasses.field(default_factory=dict)
     seconds: dict = dataclasses.field(default_factory=dict)
-
-
-def _single_token_targets(model: Any, pos: str) -> list[str]:
-    """p+'s word, keeping only the variants that are one token (else the first variant)."""
-    candidates = default_targets(pos)
-    single = [t for t in candidates if len(model.tokenizer.encode(t, add_special_tokens=False)) == 1]
-    return single or candidates[:1]
 
 
 def _run_sweep(model: Any, found: _Findings, layers: Any, progress: Optional[bool]) -> None:
@@ -357,7 +351,7 @@ def analysis_report(
     mechanisms = flag("mechanisms", mechanisms)
     found = _Findings(
         pos=pos, neg=neg, prompts=list(prompts or DEFAULT_REPORT_PROMPTS),
-        targets=list(targets) if targets else _single_token_targets(model, pos),
+        targets=list(targets) if targets else single_token_texts(model, default_targets(pos)),
         kl_prompts=list(kl_prompts or NEUTRAL_TEXTS[:4]), coeffs=list(coeffs),
     )
     _run_sweep(model, found, layers, progress)
