@@ -206,6 +206,20 @@ def test_report(tiny_loader, capsys, tmp_path):
     assert out.exists()
 
 
+def test_report_mechanisms_flag_adds_the_why_sections(tiny_loader, capsys, tmp_path):
+    out = tmp_path / "why.html"
+    args = ["report", "--model", "tiny", "--pos", "love", "--neg", "hate", "--layers", "0-1", "--coeffs", "2,4",
+            "--prompt", "I think that", "--prompt", "we will go to", "--n", "1", "--max-new-tokens", "3"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", st.SteeringWarning)
+        assert main(args + ["--mechanisms", "--out", str(out)]) == 0
+        assert main(args + ["--out", str(tmp_path / "plain.html")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "mechanisms " in lines[1] and "mechanisms " not in lines[3]
+    assert "Why it steers" in out.read_text(encoding="utf-8")
+    assert "Why it steers" not in (tmp_path / "plain.html").read_text(encoding="utf-8")
+
+
 # ---------------------------------------------------------------------------------------------
 # The demo (tiny models stand in for the built-in ones)
 

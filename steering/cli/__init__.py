@@ -147,6 +147,9 @@ def _add_report(sub: Any) -> None:
     p.add_argument("--max-new-tokens", type=positive_int("--max-new-tokens", 24), default=24,
                    help="their length (default 24)")
     p.add_argument("--seed", type=seed_option(), default=0, help="sampling seed, 0..2**63-1 (default 0)")
+    p.add_argument("--mechanisms", action="store_true",
+                   help="add the 'Why it steers' sections (propagation, attribution, patching, positions; "
+                        "a few seconds more on the built-in models)")
     p.add_argument("--out", default="steering-report.html", help="HTML file to write (default steering-report.html)")
 
 

@@ -116,7 +116,8 @@ def report_cmd(args: argparse.Namespace) -> int:
     model = load_model(args.model, device=args.device)
     info = analysis_report(model, args.pos, args.neg, out=args.out, layers=layers, coeffs=coeffs,
                            prompts=args.prompt, targets=args.target, n_completions=args.n,
-                           max_new_tokens=args.max_new_tokens, model_name=args.model, seed=args.seed)
+                           max_new_tokens=args.max_new_tokens, model_name=args.model, seed=args.seed,
+                           mechanisms=args.mechanisms)
     best = info["best"]
     stages = ", ".join(f"{k} {v:.0f} s" for k, v in info["seconds"].items())
     print(f"best: layer {best['layer']}, c = {best['coeff']:g}, effect size d = {best['effect']:.2f}")
