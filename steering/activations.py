@@ -33,8 +33,9 @@ from .validate import as_int, describe, shown
 __all__ = ["read_activations", "prompt_features", "check_token_rule", "weight_mode", "TokenRule", "WeightMode"]
 
 #: Which token of each prompt :func:`prompt_features` reads: ``"last"``, ``"mean"`` (over the
-#: prompt's tokens, BOS excluded) or an index (BOS is 0, refused; negative from the end).
-TokenRule = Union[Literal["last", "mean"], int]
+#: prompt's tokens, BOS excluded), ``"response"`` (the mean from each prompt's given response start
+#: on: the assistant turn of a chat text) or an index (BOS is 0, refused; negative from the end).
+TokenRule = Union[Literal["last", "mean", "response"], int]
 #: ``"hf"`` (the bridge's unprocessed weights) or ``"compat"`` (``enable_compatibility_mode``).
 WeightMode = Literal["hf", "compat"]
 
@@ -101,8 +102,8 @@ def check_token_rule(token: Any) -> TokenRule:
     """Validate a :data:`TokenRule` and return it.
 
     Raises:
-        InvalidArgumentError: not ``"last"``, ``"mean"`` or an int; or ``0`` (BOS, the same
-            activation for every prompt).
+        InvalidArgumentError: not ``"last"``, ``"mean"``, ``"response"`` or an int; or ``0`` (BOS, the
+            same activation for every prompt).
 
     Example:
         >>> check_token_rule("last"), check_token_rule(-1)
@@ -112,7 +113,7 @@ def check_token_rule(token: Any) -> TokenRule:
         ...
         steering.errors.InvalidArgumentError: token=0 selects the BOS token, where every prompt has the same activation (the difference is zero); allowed: 'last', 'mean', or an index of a real token (1 = first after BOS, -1 = last). Fix: pass token=1 or token=-1.
     """
-    if isinstance(token, str) and token in ("last", "mean"):
+    if isinstance(token, str) and token in ("last", "mean", "response"):
         return token  # type: ignore[return-value]
     index = None if isinstance(token, str) else as_int(token)  # an int, numpy int or 0-d int tensor
     if index is not None:
@@ -125,7 +126,8 @@ def check_token_rule(token: Any) -> TokenRule:
         return index
     raise InvalidArgumentError(
         f"token={shown(token)}; allowed: 'last' (each prompt's last token), 'mean' (mean over its tokens, BOS "
-        "excluded) or an int index (BOS is 0, negative from the end). Fix: pass e.g. token='last'."
+        "excluded), 'response' (mean over a chat text's assistant turn) or an int index (BOS is 0, negative from "
+        "the end). Fix: pass e.g. token='last'."
     )
 
 
@@ -161,10 +163,22 @@ def _token_index(label: str, text: str, length: int, start: int, token: TokenRul
     return index
 
 
+def _response_start(label: str, text: str, length: int, first: int, given: Any) -> int:
+    """Check one prompt's response start: a real token of it, after BOS."""
+    start = as_int(given)
+    if start is None or not first <= start < length:
+        raise InvalidArgumentError(
+            f"the response start of {label}={text[:60]!r} is {shown(given)}; allowed: an index of one of its tokens "
+            f"after BOS ({first}..{length - 1}). Fix: give chat texts whose assistant turn has tokens (see "
+            "steering.chat.chat_text)."
+        )
+    return start
+
+
 def _encode(
-    model: Any, prompts: Sequence[str], labels: Sequence[str], token: TokenRule
+    model: Any, prompts: Sequence[str], labels: Sequence[str], token: TokenRule, response_starts: Optional[Sequence[int]]
 ) -> tuple[list[Tensor], list[int], list[int]]:
-    """Each prompt's ids (BOS first), the index of its first token after BOS, and its token index."""
+    """Each prompt's ids (BOS first), the first index its mean reads (after BOS, or its response start), and its token index."""
     bos = model.tokenizer.bos_token_id
     n_ctx = int(model.cfg.n_ctx)
     encoded, starts, indices = [], [], []
@@ -181,6 +195,8 @@ def _encode(
                 f"allowed: at most {n_ctx} tokens. Fix: shorten the prompt."
             )
         start = 1 if bos is not None and int(ids[0]) == bos else 0  # first token after BOS
+        if token == "response":
+            start = _response_start(label, text, int(ids.numel()), start, response_starts[len(encoded)])
         encoded.append(ids)
         starts.append(start)
         indices.append(_token_index(label, text, int(ids.numel()), start, token))
@@ -198,7 +214,7 @@ def _batch_features(
     width = mask.shape[1]
     lengths = einops.reduce(mask, "batch pos -> batch", "sum")
     pad_left = width - lengths  # [batch]: column of each row's first real token (BOS)
-    if token == "mean":
+    if token in ("mean", "response"):
         column = einops.rearrange(torch.arange(width), "pos -> () pos")
         first_content = pad_left + torch.tensor(list(starts))  # [batch]
         keep = (column >= einops.rearrange(first_content, "batch -> batch ()")).float()  # real, BOS excluded
@@ -214,7 +230,7 @@ def _batch_features(
                 "Fix: pass e.g. hook='resid_pre'."
             )
         act = act.float()
-        if token == "mean":
+        if token in ("mean", "response"):
             out[name] = einops.einsum(act, weights.to(act.device), "batch pos d, batch pos -> batch d")
         else:
             out[name] = act[torch.arange(act.shape[0], device=act.device), column_of.to(act.device)]  # [batch, d]
@@ -229,6 +245,7 @@ def prompt_features(
     batch_size: int = 32,
     *,
     labels: Optional[Sequence[str]] = None,
+    response_starts: Optional[Sequence[int]] = None,
 ) -> dict[str, Float[Tensor, "prompt d_model"]]:
     """Each prompt's activation at ``token`` for every hook in ``names``, batched with left padding.
 
@@ -244,6 +261,8 @@ def prompt_features(
             negative from the end) that must exist in every prompt.
         batch_size: Prompts per forward pass.
         labels: How messages name each prompt (default ``"prompts[i]"``).
+        response_starts: For ``token="response"``: each prompt's first response token (an index into
+            its tokens with BOS, e.g. :func:`steering.chat.chat_text`'s); the mean runs from there on.
 
     Returns:
         ``{name: [prompt, d_model]}`` float32 activations, rows in the order of ``prompts``.
@@ -270,7 +289,14 @@ def prompt_features(
             f"labels has {len(labels)} entries but prompts has {len(prompts)}; allowed: one label per prompt. "
             "Fix: pass labels=None."
         )
-    encoded, starts, indices = _encode(model, prompts, labels, token)
+    if (token == "response") != (response_starts is not None) or (
+            response_starts is not None and len(response_starts) != len(prompts)):
+        raise InvalidArgumentError(
+            f"token={token!r} with response_starts={'None' if response_starts is None else len(response_starts)}; "
+            "allowed: token='response' together with one response start per prompt, any other rule without them. "
+            "Fix: pass chat=True to the extraction function (it finds the starts), or another token rule."
+        )
+    encoded, starts, indices = _encode(model, prompts, labels, token, response_starts)
     pad_id = fill_id(model)  # masked anyway
     order = sorted(range(len(encoded)), key=lambda k: int(encoded[k].numel()))
     out: dict[str, list[Optional[Tensor]]] = {name: [None] * len(encoded) for name in names}

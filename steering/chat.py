@@ -5,6 +5,9 @@
 * :func:`chat_messages` — the checked message list (roles ``system`` / ``user`` / ``assistant``).
 * :func:`response_start` — the token index where the assistant's turn begins (the generation
   prompt's first token): the start of ``positions="response"`` (:mod:`steering.placement`).
+* :func:`chat_text` — the formatted text and its response start, where a final assistant message
+  is the assistant's answer so far (the text ends inside that turn): what direction extraction
+  reads for paired chat examples (``token="response"`` in :mod:`steering.directions`).
 
 The template usually writes the BOS text itself; :func:`steering.tokens.tokenize_prompt` then adds
 no second BOS, so ``st.generate(..., chat=True)`` feeds the model exactly the template's tokens.
@@ -24,7 +27,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 from .errors import InvalidArgumentError
 from .tokens import tokenize_prompt
 
-__all__ = ["chat_prompt", "chat_messages", "chat_prompts", "response_start", "ChatInput", "ROLES", "TINY_TEMPLATE"]
+__all__ = ["chat_prompt", "chat_messages", "chat_prompts", "chat_text", "chat_texts", "response_start", "ChatInput", "ROLES", "TINY_TEMPLATE"]
 
 #: A prompt for a chat model: one user turn as text, or a list of ``{"role", "content"}`` messages.
 ChatInput = Union[str, Sequence[Mapping[str, str]]]
@@ -166,3 +169,70 @@ def chat_prompts(model: Any, prompts: Sequence[ChatInput], system: Optional[str]
         (['<s>u:a|a:', '<s>u:bc|a:'], [5, 6])
     """
     return [chat_prompt(model, p, system) for p in prompts], [response_start(model, p, system) for p in prompts]
+
+
+def chat_text(model: Any, prompt: ChatInput, system: Optional[str] = None) -> tuple[str, int]:
+    """``prompt`` in the chat template and the index of its assistant turn's first token.
+
+    A prompt whose last message is from the assistant is read as the assistant's answer so far: the
+    text is the template up to the generation prompt, then that answer, with no end-of-turn after it
+    (as the model would have written it). Any other prompt ends with the generation prompt, as
+    :func:`chat_prompt`. The index is :func:`response_start` of the turns before the answer: the
+    assistant header's first token, so the answer tokens and the header are the "response".
+
+    Raises:
+        InvalidArgumentError: as :func:`chat_messages`; also an assistant answer with no turn before it.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> model.tokenizer.chat_template = TINY_TEMPLATE
+        >>> chat_text(model, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+        ('<s>u:hi|a:yo', 6)
+        >>> chat_text(model, "hi")
+        ('<s>u:hi|a:', 6)
+    """
+    messages = chat_messages(prompt, system)
+    if messages[-1]["role"] != "assistant":
+        return chat_prompt(model, messages), response_start(model, messages)
+    if len(messages) == 1:
+        raise InvalidArgumentError(
+            f"prompt={prompt!r} is only an assistant answer; allowed: an answer after at least one user (or system) "
+            "turn. Fix: put the question first, e.g. [{'role': 'user', 'content': '...'}, {'role': 'assistant', ...}]."
+        )
+    head = messages[:-1]
+    return chat_prompt(model, head) + messages[-1]["content"], response_start(model, head)
+
+
+def chat_texts(model: Any, prompts: Any, system: Optional[str] = None, *, name: str = "prompts"
+               ) -> tuple[list[str], list[int]]:
+    """:func:`chat_text` of each prompt of a list (one string, or one message list, counts as one prompt).
+
+    Raises:
+        InvalidArgumentError: ``prompts`` is not a string, a message list or a non-empty list of them (the
+            message names ``name[i]``), or as :func:`chat_text`.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> model = tiny_model()
+        >>> model.tokenizer.chat_template = TINY_TEMPLATE
+        >>> chat_texts(model, ["a", [{"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]])
+        (['<s>u:a|a:', '<s>u:b|a:c'], [5, 5])
+    """
+    one = isinstance(prompts, str) or (isinstance(prompts, Sequence) and len(prompts) > 0
+                                        and all(isinstance(m, Mapping) for m in prompts))
+    items = [prompts] if one else prompts
+    if isinstance(items, (str, bytes, bytearray, Mapping)) or not isinstance(items, Sequence) or not items:
+        raise InvalidArgumentError(
+            f"{name}={prompts!r}; allowed: a non-empty list of chat prompts (each a string or a list of "
+            "{'role', 'content'} messages). Fix: pass e.g. ['Tell me about your day']."
+        )
+    texts, starts = [], []
+    for i, item in enumerate(items):
+        try:
+            text, start = chat_text(model, item, system)
+        except InvalidArgumentError as error:
+            raise InvalidArgumentError(f"{name}[{i}]: {error}") from None
+        texts.append(text)
+        starts.append(start)
+    return texts, starts

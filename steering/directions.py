@@ -50,13 +50,15 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .activations import TokenRule, check_token_rule, prompt_features, weight_mode
+from .chat import ChatInput, chat_texts
 from .errors import InvalidArgumentError, warn_user
 from .hooks import LayerSpec, hook_names
-from .validate import text_list
+from .validate import flag, text_list
 from .vectors import SteeringVector
 
 __all__ = [
     "direction_from_pairs",
+    "pair_texts",
     "mean_diff",
     "pca_direction",
     "mean_aggregator",
@@ -83,21 +85,42 @@ _PROMPTS_EMPTY = (
 
 
 # ---------------------------------------------------------------------------- the runner
+def pair_texts(model: Any, pos_prompts: Any, neg_prompts: Any, token: Any, chat: Any, system: Any
+               ) -> tuple[list[str], list[str], TokenRule, Optional[list[int]]]:
+    """The checked texts of both lists (chat-formatted with ``chat=True``), the token rule and the response starts.
+
+    Example:
+        >>> from steering.testing import tiny_model
+        >>> pair_texts(tiny_model(), "good", ["bad"], "last", False, None)
+        (['good'], ['bad'], 'last', None)
+    """
+    rule = check_token_rule(token)
+    if not flag("chat", chat):
+        if rule == "response" or system is not None:
+            raise InvalidArgumentError(
+                f"token={rule!r}, system={system!r} with chat=False; allowed: token='response' and system= only "
+                "with chat=True (they refer to the chat template's turns). Fix: pass chat=True, or token='last'."
+            )
+        checks = {"allowed": _PROMPTS_ALLOWED, "example": _PROMPTS_EXAMPLE, "empty": _PROMPTS_EMPTY}
+        return text_list("pos_prompts", pos_prompts, **checks), text_list("neg_prompts", neg_prompts, **checks), rule, None
+    pos_list, pos_starts = chat_texts(model, pos_prompts, system, name="pos_prompts")
+    neg_list, neg_starts = chat_texts(model, neg_prompts, system, name="neg_prompts")
+    return pos_list, neg_list, rule, (pos_starts + neg_starts if rule == "response" else None)
+
+
 def _paired_differences(
-    model: Any, pos_prompts: Any, neg_prompts: Any, names: Sequence[str], token: Any, batch_size: Any
+    model: Any, pos_prompts: Any, neg_prompts: Any, names: Sequence[str], token: Any, batch_size: Any,
+    chat: Any = False, system: Any = None,
 ) -> tuple[dict[str, Float[Tensor, "pair d_model"]], list[str], list[str], TokenRule]:
     """Validate the prompt lists; return ``pos − neg`` per pair at every hook of ``names``."""
-    checks = {"allowed": _PROMPTS_ALLOWED, "example": _PROMPTS_EXAMPLE, "empty": _PROMPTS_EMPTY}
-    pos_list = text_list("pos_prompts", pos_prompts, **checks)
-    neg_list = text_list("neg_prompts", neg_prompts, **checks)
+    pos_list, neg_list, rule, starts = pair_texts(model, pos_prompts, neg_prompts, token, chat, system)
     if len(pos_list) != len(neg_list):
         raise InvalidArgumentError(
             f"pos_prompts has {len(pos_list)} prompts but neg_prompts has {len(neg_list)}; allowed: equal counts "
             "(pos_prompts[i] and neg_prompts[i] form pair i). Fix: pair every positive prompt with one negative."
         )
-    rule = check_token_rule(token)
     labels = [f"pos_prompts[{i}]" for i in range(len(pos_list))] + [f"neg_prompts[{i}]" for i in range(len(neg_list))]
-    feats = prompt_features(model, pos_list + neg_list, names, rule, batch_size, labels=labels)
+    feats = prompt_features(model, pos_list + neg_list, names, rule, batch_size, labels=labels, response_starts=starts)
     n = len(pos_list)
     diffs = {name: f[:n] - f[n:] for name, f in feats.items()}  # [pair, d_model]
     return diffs, pos_list, neg_list, rule
@@ -139,8 +162,8 @@ def _aggregate(aggregator: Aggregator, diffs: Tensor, name: str) -> tuple[Tensor
 
 def direction_from_pairs(
     model: Any,
-    pos_prompts: Union[str, Sequence[str]],
-    neg_prompts: Union[str, Sequence[str]],
+    pos_prompts: Union[ChatInput, Sequence[ChatInput]],
+    neg_prompts: Union[ChatInput, Sequence[ChatInput]],
     layer: LayerSpec,
     aggregator: Aggregator,
     *,
@@ -148,6 +171,8 @@ def direction_from_pairs(
     hook: str = "resid_pre",
     token: TokenRule = "last",
     batch_size: int = 32,
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> Union[SteeringVector, list[SteeringVector]]:
     """A direction per layer from many prompt pairs, reduced by ``aggregator``.
 
@@ -165,8 +190,10 @@ def direction_from_pairs(
             :func:`mean_aggregator` ``()`` or :func:`pca_aggregator` ``()``.
         method: The vectors' ``method`` label (``"mean_diff"``, ``"pca"``, …).
         hook: Hook kind (default ``"resid_pre"``).
-        token: ``"last"``, ``"mean"`` or an int index, as in :func:`mean_diff`.
+        token: ``"last"``, ``"mean"``, ``"response"`` or an int index, as in :func:`mean_diff`.
         batch_size: Prompts per forward pass (positive and negative prompts together).
+        chat: Format every prompt in the model's chat template, as in :func:`mean_diff`.
+        system: A system prompt for ``chat=True``.
 
     Returns:
         A float32 :class:`SteeringVector` (``meta``: ``token``, ``n_pairs``, then the
@@ -188,7 +215,8 @@ def direction_from_pairs(
             "Fix: pass e.g. aggregator=mean_aggregator()."
         )
     names, single = hook_names(model, layer, hook)
-    diffs, pos_list, neg_list, rule = _paired_differences(model, pos_prompts, neg_prompts, names, token, batch_size)
+    diffs, pos_list, neg_list, rule = _paired_differences(model, pos_prompts, neg_prompts, names, token, batch_size,
+                                                          chat, system)
     vectors = []
     for name in names:
         tensor, extra = _aggregate(aggregator, diffs[name], name)
@@ -304,13 +332,15 @@ def pca_aggregator(center: bool = True, scale: PcaScale = "projection") -> Aggre
 # ---------------------------------------------------------------------------- the two methods
 def mean_diff(
     model: Any,
-    pos_prompts: Union[str, Sequence[str]],
-    neg_prompts: Union[str, Sequence[str]],
+    pos_prompts: Union[ChatInput, Sequence[ChatInput]],
+    neg_prompts: Union[ChatInput, Sequence[ChatInput]],
     layer: LayerSpec,
     *,
     hook: str = "resid_pre",
     token: TokenRule = "last",
     batch_size: int = 32,
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> Union[SteeringVector, list[SteeringVector]]:
     """Mean of paired activation differences at one token position (CAA, Rimsky et al. 2024).
 
@@ -334,7 +364,14 @@ def mean_diff(
             its tokens, BOS excluded) or an int index into the prompt's tokens, counted from
             its first real token: BOS is 0 (refused: it is the same for every prompt), 1 the
             first token after it, ``-1`` the last. The index must exist in every prompt.
+            ``"response"`` (with ``chat=True``): the mean over the assistant turn (its header and
+            answer), where paired chat examples differ.
         batch_size: Prompts per forward pass (positive and negative prompts together).
+        chat: Format every prompt in the model's chat template (:func:`steering.chat.chat_text`):
+            a string is one user turn (ending with the generation prompt), a message list may end
+            with an assistant message, read as the answer so far (CAA's A/B examples end with the
+            answer letter: ``token="last"`` reads it). The template's BOS is the only one.
+        system: A system prompt put first in every prompt (``chat=True`` only).
 
     Returns:
         A ``[d_model]`` float32 :class:`SteeringVector` (``method="mean_diff"``; the prompt
@@ -361,14 +398,14 @@ def mean_diff(
     """
     return direction_from_pairs(
         model, pos_prompts, neg_prompts, layer, mean_aggregator(),
-        method="mean_diff", hook=hook, token=token, batch_size=batch_size,
+        method="mean_diff", hook=hook, token=token, batch_size=batch_size, chat=chat, system=system,
     )
 
 
 def pca_direction(
     model: Any,
-    pos_prompts: Union[str, Sequence[str]],
-    neg_prompts: Union[str, Sequence[str]],
+    pos_prompts: Union[ChatInput, Sequence[ChatInput]],
+    neg_prompts: Union[ChatInput, Sequence[ChatInput]],
     layer: LayerSpec,
     *,
     hook: str = "resid_pre",
@@ -376,6 +413,8 @@ def pca_direction(
     center: bool = True,
     scale: PcaScale = "projection",
     batch_size: int = 32,
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> Union[SteeringVector, list[SteeringVector]]:
     """First principal component of the paired differences (RepE / repeng-style control vector).
 
@@ -403,11 +442,13 @@ def pca_direction(
         neg_prompts: The negative prompts, as many as ``pos_prompts``.
         layer: A block index (one vector), a list of them, or ``"all"`` (a list of vectors).
         hook: Hook kind (default ``"resid_pre"``).
-        token: ``"last"``, ``"mean"`` or an int index, as in :func:`mean_diff`.
+        token: ``"last"``, ``"mean"``, ``"response"`` or an int index, as in :func:`mean_diff`.
         center: Subtract the mean difference before the SVD (PCA proper; default). ``False``
             takes the top singular direction of the raw differences.
         scale: ``"projection"`` (default, comparable with :func:`mean_diff`) or ``"unit"``.
         batch_size: Prompts per forward pass.
+        chat: Format every prompt in the model's chat template, as in :func:`mean_diff`.
+        system: A system prompt for ``chat=True``.
 
     Returns:
         A ``[d_model]`` float32 :class:`SteeringVector` (``method="pca"``; ``meta`` records
@@ -440,5 +481,5 @@ def pca_direction(
     """
     return direction_from_pairs(
         model, pos_prompts, neg_prompts, layer, pca_aggregator(center=center, scale=scale),
-        method="pca", hook=hook, token=token, batch_size=batch_size,
+        method="pca", hook=hook, token=token, batch_size=batch_size, chat=chat, system=system,
     )

@@ -184,3 +184,24 @@ def test_weight_mode():
     assert weight_mode(SimpleNamespace()) == "hf"
     assert weight_mode(SimpleNamespace(compatibility_mode=False)) == "hf"
     assert weight_mode(SimpleNamespace(compatibility_mode=True)) == "compat"
+
+
+@pytest.mark.parametrize("token, starts, fragment", [
+    ("response", None, "token='response' with response_starts=None"),
+    ("mean", [1], "token='mean' with response_starts=1"),
+    ("response", [1, 2], "response_starts=2"),
+    ("response", [9], "is 9; allowed: an index of one of its tokens after BOS (1..3)"),
+    ("response", [0], "is 0; allowed"),
+])
+def test_response_starts_are_checked(tiny, token, starts, fragment):
+    with pytest.raises(st.errors.InvalidArgumentError, match="Fix") as info:
+        prompt_features(tiny, ["abc"], ["blocks.1.hook_resid_pre"], token, response_starts=starts)
+    assert fragment in str(info.value)
+
+
+def test_response_rule_means_from_the_given_start(tiny):
+    name = "blocks.1.hook_resid_pre"
+    feats = prompt_features(tiny, ["abcd", "ab"], [name], "response", response_starts=[3, 1], batch_size=2)[name]
+    _, cache = tiny.run_with_cache(tokenize_prompt(tiny, "abcd")[None])
+    assert torch.allclose(feats[0], cache[name][0, 3:].float().mean(dim=0), atol=1e-5)
+    assert torch.allclose(feats[1], prompt_features(tiny, ["ab"], [name], "mean")[name][0], atol=1e-6)

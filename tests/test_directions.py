@@ -422,3 +422,74 @@ def test_mean_diff_of_random_pairs_matches_per_prompt_runs(tiny, tiny_gpt2, pair
     expected = by_hand_diffs(model, pos, neg, v.hook_name, token).mean(dim=0)
     torch.testing.assert_close(v.tensor, expected, atol=1e-4, rtol=1e-4)
     assert math.isfinite(float(v.norm()))
+
+
+# ---------------------------------------------------------------------------------------------
+# chat=True: prompts in the chat template; token="response" reads the assistant turn
+
+
+@pytest.fixture
+def chat_tiny(tiny, monkeypatch):
+    from steering.chat import TINY_TEMPLATE
+
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", TINY_TEMPLATE, raising=False)
+    return tiny
+
+
+def _answer(question, answer):
+    return [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+
+
+def _hand_features(model, text, start, layer):
+    ids = tokenize_prompt(model, text)
+    _, cache = model.run_with_cache(ids[None])
+    return cache[f"blocks.{layer}.hook_resid_pre"][0, start:].float().mean(dim=0)
+
+
+def test_chat_mean_diff_equals_hand_formatted_texts(chat_tiny, no_hooks):
+    chat = mean_diff(chat_tiny, ["I love it", "so good"], ["I hate it", "so bad"], layer=1, chat=True, system="be kind")
+    by_hand = mean_diff(chat_tiny, ["<s>s:be kind|u:I love it|a:", "<s>s:be kind|u:so good|a:"],
+                        ["<s>s:be kind|u:I hate it|a:", "<s>s:be kind|u:so bad|a:"], layer=1)
+    assert torch.equal(chat.tensor, by_hand.tensor)
+    assert chat.prompts["pos"][0] == "<s>s:be kind|u:I love it|a:"  # one BOS: the template's
+    no_hooks(chat_tiny)
+
+
+def test_response_token_rule_is_the_mean_over_the_assistant_turn(chat_tiny, no_hooks):
+    pos = [_answer("how was it", "lovely"), _answer("and then", "so fine")]
+    neg = [_answer("how was it", "awful"), _answer("and then", "so bad!")]
+    vec = mean_diff(chat_tiny, pos, neg, layer=1, chat=True, token="response", batch_size=1)
+    expected = []
+    for p, n in zip(pos, neg):
+        q = p[0]["content"]
+        start = len(tokenize_prompt(chat_tiny, f"<s>u:{q}|"))  # the header "a:" is the turn's first token
+        expected.append(_hand_features(chat_tiny, f"<s>u:{q}|a:{p[1]['content']}", start, 1)
+                        - _hand_features(chat_tiny, f"<s>u:{q}|a:{n[1]['content']}", start, 1))
+    assert torch.allclose(vec.tensor, torch.stack(expected).mean(dim=0), atol=1e-5)
+    assert vec.meta["token"] == "response"
+    last = pca_direction(chat_tiny, pos, neg, layer=1, chat=True, token="last")  # CAA: the answer's last token
+    assert last.method == "pca" and last.meta["token"] == "last"
+    no_hooks(chat_tiny)
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"token": "response"}, "token='response' and system= only with chat=True"),
+    ({"system": "be kind"}, "only with chat=True"),
+    ({"chat": True, "pos_prompts": [[{"role": "assistant", "content": "x"}]]}, "pos_prompts[0]: prompt="),
+    ({"chat": True, "neg_prompts": [[{"role": "boss", "content": "x"}]]}, "neg_prompts[0]: message[0] has role='boss'"),
+    ({"chat": True, "pos_prompts": []}, "pos_prompts=[]"),
+    ({"chat": 1}, "chat=1"),
+])
+def test_chat_direction_errors_name_the_fix(chat_tiny, no_hooks, untyped, kwargs, fragment):
+    args = {"pos_prompts": ["good"], "neg_prompts": ["bad"], **kwargs}
+    with pytest.raises(st.errors.InvalidArgumentError, match="Fix") as info:
+        mean_diff(chat_tiny, layer=1, **args)
+    assert fragment in str(info.value)
+    no_hooks(chat_tiny)
+
+
+def test_chat_needs_a_template(tiny, no_hooks):
+    assert not getattr(tiny.tokenizer, "chat_template", None)
+    with pytest.raises(st.errors.InvalidArgumentError, match="no chat template"):
+        mean_diff(tiny, ["good"], ["bad"], layer=1, chat=True)
+    no_hooks(tiny)
