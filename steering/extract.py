@@ -22,16 +22,17 @@ Example:
     0.0
 """
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from jaxtyping import Float, Int
 from torch import Tensor
 
 from .activations import read_activations, weight_mode
+from .chat import chat_prompt
 from .errors import ContextLengthError, EmptyPromptError, InvalidArgumentError
 from .hooks import LayerSpec, hook_name, hook_names
 from .tokens import PadRule, pair_pad_id, readable, right_pad, tokenize_prompt
-from .validate import as_int, describe, shown
+from .validate import as_int, describe, flag, shown
 from .vectors import SteeringVector
 
 __all__ = ["actadd", "actadd_layers"]
@@ -45,6 +46,8 @@ def actadd(
     *,
     hook: str = "resid_pre",
     pad: PadRule = "space",
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> SteeringVector:
     """Build an ActAdd steering vector from a prompt pair (paper, Algorithm 1).
 
@@ -62,6 +65,11 @@ def actadd(
         layer: Block index (``0 .. n_layers - 1``, negative from the end).
         hook: Hook kind at that block (default ``"resid_pre"``, the paper's choice).
         pad: Padding token rule, see :func:`steering.tokens.pair_pad_id`.
+        chat: Put p+ and p− each in the model's chat template as one user turn, with the generation
+            prompt (:func:`steering.chat.chat_prompt`; both must be non-empty). The template's
+            header is the same in both, so its positions cancel, and the vector's front positions
+            line up with a chat prompt's (``st.generate(..., chat=True)``).
+        system: A system prompt for ``chat=True``.
 
     Returns:
         A :class:`SteeringVector` with ``method="actadd"`` and the prompts, padded
@@ -83,7 +91,7 @@ def actadd(
         torch.Size([4, 64])
     """
     name = hook_name(model, layer, hook)
-    return _actadd(model, pos, neg, [name], pad)[0]
+    return _actadd(model, pos, neg, [name], pad, chat, system)[0]
 
 
 def actadd_layers(
@@ -94,6 +102,8 @@ def actadd_layers(
     *,
     hook: str = "resid_pre",
     pad: PadRule = "space",
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> list[SteeringVector]:
     """ActAdd vectors of one prompt pair at many layers, from ONE forward pass.
 
@@ -111,6 +121,8 @@ def actadd_layers(
             one int, or ``"all"`` (default: every block, in order).
         hook: Hook kind at each block (default ``"resid_pre"``).
         pad: Padding token rule, see :func:`steering.tokens.pair_pad_id`.
+        chat: Put p+ and p− in the chat template, as in :func:`actadd`.
+        system: A system prompt for ``chat=True``.
 
     Returns:
         One ``[pos, d_model]`` :class:`SteeringVector` per layer, in the order given
@@ -130,7 +142,7 @@ def actadd_layers(
         [('blocks.0.hook_resid_pre', (5, 64)), ('blocks.1.hook_resid_pre', (5, 64))]
     """
     names, _ = hook_names(model, layers, hook)
-    return _actadd(model, pos, neg, names, pad)
+    return _actadd(model, pos, neg, names, pad, chat, system)
 
 
 def _check_pair(pos: Any, neg: Any) -> None:
@@ -184,9 +196,29 @@ def _actadd_vector(
     )
 
 
-def _actadd(model: Any, pos: Any, neg: Any, names: Sequence[str], pad: Any) -> list[SteeringVector]:
+def _chat_pair(model: Any, pos: str, neg: str, chat: Any, system: Any) -> tuple[str, str]:
+    """The pair as the model reads it: unchanged, or each a user turn in the chat template."""
+    if not flag("chat", chat):
+        if system is not None:
+            raise InvalidArgumentError(
+                f"system={system!r} with chat=False; allowed: system= only with chat=True. Fix: pass chat=True, "
+                "or drop system=."
+            )
+        return pos, neg
+    for label, text in (("pos", pos), ("neg", neg)):
+        if not text:
+            raise EmptyPromptError(
+                f"{label}='' with chat=True; allowed: two non-empty prompts (each becomes a user turn, and a chat "
+                "template has no empty turn). Fix: give p- text (e.g. a neutral word), or use chat=False."
+            )
+    return chat_prompt(model, pos, system), chat_prompt(model, neg, system)
+
+
+def _actadd(model: Any, pos: Any, neg: Any, names: Sequence[str], pad: Any, chat: Any = False, system: Any = None
+            ) -> list[SteeringVector]:
     """Algorithm 1 at every hook in ``names`` from one batched forward pass of the padded pair."""
     _check_pair(pos, neg)  # before the pad rule: a bad prompt is reported first
+    pos, neg = _chat_pair(model, pos, neg, chat, system)
     if not isinstance(pad, str):  # a token id: an int, numpy int or 0-d int tensor (never a bool or a float)
         if as_int(pad) is None:
             raise InvalidArgumentError(

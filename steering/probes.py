@@ -15,17 +15,18 @@ Example:
     ('probe', (64,), ['heldout_accuracy', 'l2', 'n_heldout'])
 """
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from .activations import prompt_features, weight_mode
+from .chat import ChatInput, chat_texts
 from .conditions import ConditionToken
 from .errors import InvalidArgumentError
 from .hooks import hook_name
-from .validate import finite_number, text_list
+from .validate import finite_number, flag, text_list
 from .vectors import SteeringVector
 
 __all__ = ["probe_direction", "fit_logistic"]
@@ -60,14 +61,16 @@ def fit_logistic(
 
 def probe_direction(
     model: Any,
-    positive_texts: Sequence[str],
-    negative_texts: Sequence[str],
+    positive_texts: Sequence[ChatInput],
+    negative_texts: Sequence[ChatInput],
     layer: int,
     *,
     token: ConditionToken = "mean",
     l2: float = 1e-2,
     heldout: float = 0.25,
     batch_size: int = 32,
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> SteeringVector:
     """A logistic-regression probe separating ``positive_texts`` from ``negative_texts`` at ``layer``.
 
@@ -81,6 +84,9 @@ def probe_direction(
         heldout: The share of each class held out (every ``round(1 / heldout)``-th text) to
             measure accuracy, in ``[0, 0.5]``; 0 fits on everything (no held-out accuracy).
         batch_size: Texts per forward batch.
+        chat: Put each text in the model's chat template first (:func:`steering.chat.chat_text`: a string
+            is a user turn, a message list may end with the assistant's answer).
+        system: A system prompt for ``chat=True``.
 
     Returns:
         A ``[d_model]`` vector at ``blocks.{layer}.hook_resid_pre`` with ``meta``: ``heldout_accuracy``
@@ -99,7 +105,14 @@ def probe_direction(
         >>> Condition.from_vector(vec, model).predict(["nice", "vile"])
         [True, False]
     """
-    pos, neg = text_list("positive_texts", positive_texts), text_list("negative_texts", negative_texts)
+    if flag("chat", chat):
+        pos, neg = (chat_texts(model, positive_texts, system, name="positive_texts")[0],
+                    chat_texts(model, negative_texts, system, name="negative_texts")[0])
+    elif system is not None:
+        raise InvalidArgumentError(f"system={system!r} with chat=False; allowed: system= only with chat=True. "
+                                   "Fix: pass chat=True, or drop system=.")
+    else:
+        pos, neg = text_list("positive_texts", positive_texts), text_list("negative_texts", negative_texts)
     l2 = finite_number("l2", l2, positive=True)
     heldout = finite_number("heldout", heldout)
     if not 0.0 <= heldout <= 0.5:

@@ -286,3 +286,21 @@ def test_front_steering_of_a_left_padded_batch_equals_per_row_steering(tiny, tin
     for i, (ids, single) in enumerate(zip(encoded, singles)):
         torch.testing.assert_close(batched[i, width - ids.numel():], single, atol=1e-4, rtol=1e-4)
     assert st.active_hooks(model) == 0
+
+
+def test_actadd_chat_equals_the_hand_formatted_pair(tiny, monkeypatch, no_hooks):
+    from steering.chat import TINY_TEMPLATE
+
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", TINY_TEMPLATE, raising=False)
+    chat = st.actadd(tiny, "love", "hate", layer=1, chat=True, system="hi")
+    by_hand = st.actadd(tiny, "<s>s:hi|u:love|a:", "<s>s:hi|u:hate|a:", layer=1)
+    assert torch.equal(chat.tensor, by_hand.tensor) and chat.prompts == by_hand.prompts
+    assert chat.tokens["pos"].count("<s>") == 1  # the template's BOS only
+    assert float(chat.norm()[:7].abs().max()) == 0.0  # the shared header "<s>s:hi|u:" cancels
+    layers = st.actadd_layers(tiny, "love", "hate", "all", chat=True)
+    assert torch.equal(layers[1].tensor, st.actadd(tiny, "love", "hate", layer=1, chat=True).tensor)
+    with pytest.raises(st.errors.EmptyPromptError, match="neg='' with chat=True"):
+        st.actadd(tiny, " weddings", "", layer=1, chat=True)
+    with pytest.raises(st.errors.InvalidArgumentError, match="system= only with chat=True"):
+        st.actadd(tiny, "love", "hate", layer=1, system="hi")
+    no_hooks(tiny)

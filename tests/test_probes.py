@@ -45,3 +45,17 @@ def test_probe_topic_accuracy_on_real_models(request, model_name, layer):
     model = request.getfixturevalue(model_name)
     vec = probe_direction(model, FOOD, SPORT, layer=layer, heldout=0.5)
     assert vec.meta["heldout_accuracy"] >= 0.85, vec.meta
+
+
+def test_probe_chat_reads_the_formatted_texts(tiny, monkeypatch, no_hooks):
+    from steering.chat import TINY_TEMPLATE
+
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", TINY_TEMPLATE, raising=False)
+    pos, neg = ["nice", "good", "kind"], ["bad", "vile", "mean"]
+    chat = st.probe_direction(tiny, pos, neg, layer=1, heldout=0.0, chat=True)
+    by_hand = st.probe_direction(tiny, [f"<s>u:{t}|a:" for t in pos], [f"<s>u:{t}|a:" for t in neg], layer=1,
+                                 heldout=0.0)
+    assert torch.allclose(chat.tensor, by_hand.tensor) and chat.prompts == by_hand.prompts
+    with pytest.raises(st.errors.InvalidArgumentError, match="system= only with chat=True"):
+        st.probe_direction(tiny, pos, neg, layer=1, system="hi")
+    no_hooks(tiny)
