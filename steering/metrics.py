@@ -31,6 +31,7 @@ from torch import Tensor
 
 from ._progress import progress_bar
 from .backends import check_backend
+from .chat import chat_texts
 from .engine import forward_logprobs
 from .errors import InvalidArgumentError, PromptTooShortError
 from .lens import TABLE_COLUMNS, TokenScores, ranked_rows, token_label
@@ -103,7 +104,13 @@ def _per_text(name: str, value: Any, default: list, n: int) -> list:
     return list(value)
 
 
-def _texts(name: str, texts: Any) -> list[str]:
+def _texts(name: str, texts: Any, model: Any = None, chat: Any = False, system: Any = None) -> list[str]:
+    """The checked texts; with ``chat=True`` each in the model's chat template (a user turn)."""
+    if flag("chat", chat):
+        return chat_texts(model, texts, system, name=name)[0]
+    if system is not None:
+        raise InvalidArgumentError(f"system={system!r} with chat=False; allowed: system= only with chat=True. "
+                                   "Fix: pass chat=True, or drop system=.")
     return text_list(name, texts, allowed="a non-empty list of non-empty strings",
                      example="st.texts.NEUTRAL_TEXTS")
 
@@ -124,6 +131,8 @@ def off_target_kl(
     batch_size: int = 8,
     progress: Optional[bool] = None,
     backend: Backend = "auto",
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> Any:
     """Mean ``KL(unsteered ‖ steered)`` of next-token distributions on unrelated text, per coefficient.
 
@@ -148,6 +157,9 @@ def off_target_kl(
         batch_size: Rows per forward pass.
         progress: Show a progress bar (default: for 64+ rows).
         backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
+        chat: Put each text in the model's chat template first (a user turn ending with the generation
+            prompt, :func:`steering.chat.chat_prompt`).
+        system: A system prompt for ``chat=True``.
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per coefficient × prompt, columns ``layer``,
@@ -172,7 +184,7 @@ def off_target_kl(
     import pandas as pd
 
     vector = _checked(model, vector, batch_size, progress, positions, op, backend)
-    prompts = _texts("prompts", NEUTRAL_TEXTS if prompts is None else prompts)
+    prompts = _texts("prompts", NEUTRAL_TEXTS if prompts is None else prompts, model, chat, system)
     coeff_values = coeff_list(coeffs)
     seqs = [tokenize_prompt(model, p) for p in prompts]
     starts = []
@@ -334,6 +346,8 @@ def logprob_shift(
     positions: Optional[Positions] = None,
     batch_size: int = 8,
     backend: Backend = "auto",
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> TokenScores:
     """The effect lens: which tokens gain or lose log-probability when steered.
 
@@ -352,6 +366,9 @@ def logprob_shift(
         positions: Position rule, see :func:`steering.steer`.
         batch_size: Rows per forward pass.
         backend: ``"auto"``, ``"bridge"`` or ``"twin"`` (see :mod:`steering.backends`).
+        chat: Put each text in the model's chat template first (a user turn ending with the generation
+            prompt, :func:`steering.chat.chat_prompt`).
+        system: A system prompt for ``chat=True``.
 
     Returns:
         :class:`TokenScores` with ``source="logprob_shift"``, ``readout="effect"`` and
@@ -369,7 +386,7 @@ def logprob_shift(
     import pandas as pd
 
     vector = _checked(model, vector, batch_size, positions=positions, backend=backend)
-    texts = _texts("texts", NEUTRAL_TEXTS if texts is None else texts)
+    texts = _texts("texts", NEUTRAL_TEXTS if texts is None else texts, model, chat, system)
     c = check_coeff(coeff)
     k = top_k(k, int(model.cfg.d_vocab))
     seqs = [tokenize_prompt(model, t) for t in texts]

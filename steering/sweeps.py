@@ -34,7 +34,7 @@ Example:
 """
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal, Optional, Sequence
 
 import numpy as np
@@ -43,6 +43,7 @@ import torch
 from . import _fast
 from ._progress import progress_bar
 from .backends import check_backend, model_lock, resolve
+from .chat import chat_texts
 from .engine import forward_logprobs
 from .errors import InvalidArgumentError, warn_user
 from .extract import actadd_layers
@@ -299,6 +300,8 @@ def sweep(
     progress: Optional[bool] = None,
     backend: Backend = "auto",
     nulls: int = 0,
+    chat: bool = False,
+    system: Optional[str] = None,
 ) -> Any:
     """Measure an ActAdd prompt pair at every layer × coefficient on a set of prompts.
 
@@ -328,6 +331,10 @@ def sweep(
             ``N > 0`` adds ``N`` norm-matched random vectors and the label-swapped vector ``−v``
             (:mod:`steering.nulls`), measured at every steered coefficient in the same batched
             passes; :func:`steering.effect_sizes` then ranks the real effect among them.
+        chat: Put the prompt pair (as :func:`steering.actadd` does with ``chat=True``), the prompts and
+            the KL prompts in the model's chat template (each a user turn ending with the generation
+            prompt); the table's ``prompt`` column then holds the formatted texts.
+        system: A system prompt for ``chat=True``.
 
     Returns:
         A tidy ``pandas.DataFrame``, one row per layer × coefficient × prompt × metric,
@@ -352,9 +359,18 @@ def sweep(
                    batch_size=count("batch_size", batch_size, example=32), backend=check_backend(backend))
     reuse, progress = flag("reuse", reuse), flag("progress", progress, optional=True)
     n_nulls = count("nulls", nulls, 0, example=20)
+    if system is not None and not flag("chat", chat):
+        raise InvalidArgumentError(f"system={system!r} with chat=False; allowed: system= only with chat=True. "
+                                   "Fix: pass chat=True, or drop system=.")
+    if flag("chat", chat):
+        prompts = chat_texts(model, prompts, system, name="prompts")[0]
+        chosen = [replace(m, prompts=chat_texts(model, m.prompts or NEUTRAL_TEXTS, system,
+                                                            name="kl prompts")[0]) if m.kind == "kl" else m
+                  for m in chosen]
     s = _prepare(model, prompts, coeffs, chosen, options)
     names, _ = hook_names(model, layers, hook)
-    vectors = actadd_layers(model, pos, neg, layers=[layer_of(nm) for nm in names], hook=hook, pad=pad)
+    vectors = actadd_layers(model, pos, neg, layers=[layer_of(nm) for nm in names], hook=hook, pad=pad, chat=chat,
+                            system=system)
     n_kl = sum(len(v) for v in s.kl_ids.values())
     per_layer = (n_nulls + 2) if n_nulls else 1
     work = per_layer * len(vectors) * len(s.steered) * (len(s.prompts) * bool(s.forward) + n_kl) + len(s.prompts) + n_kl

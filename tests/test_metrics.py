@@ -186,3 +186,18 @@ def test_token_shift_labels_and_conditions_are_lists_of_one_per_text(tiny, name,
     with pytest.raises(st.errors.InvalidArgumentError, match=rf"{name} .* for 3 texts; allowed: a list with one per text"):
         st.token_shift(tiny, vec, TEXTS, **{name: bad})
     no_hooks(tiny)
+
+
+def test_kl_and_effect_lens_chat_equal_hand_formatted_texts(tiny, monkeypatch, no_hooks):
+    from steering.chat import TINY_TEMPLATE
+
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", TINY_TEMPLATE, raising=False)
+    vec = st.actadd(tiny, "love", "hate", layer=1, chat=True)
+    texts = ["a quiet day", "the sea is"]
+    hand = [f"<s>u:{t}|a:" for t in texts]
+    assert st.off_target_kl(tiny, vec, texts, [0, 2], chat=True).equals(st.off_target_kl(tiny, vec, hand, [0, 2]))
+    chat, by_hand = st.logprob_shift(tiny, vec, texts, 2.0, chat=True), st.logprob_shift(tiny, vec, hand, 2.0)
+    assert chat.table.equals(by_hand.table)
+    with pytest.raises(st.errors.InvalidArgumentError, match="system= only with chat=True"):
+        st.off_target_kl(tiny, vec, texts, [0, 2], system="hi")
+    no_hooks(tiny)

@@ -146,3 +146,19 @@ def test_null_vectors_are_seeded_per_layer(tiny):
     pd.testing.assert_frame_equal(a, b)
     random_rows = a.null_kind == "random"
     assert not np.allclose(a[random_rows].value, c[random_rows].value)
+
+
+def test_sweep_chat_equals_hand_formatted_inputs(tiny, monkeypatch, no_hooks):
+    from steering.chat import TINY_TEMPLATE
+
+    monkeypatch.setattr(tiny.tokenizer, "chat_template", TINY_TEMPLATE, raising=False)
+    fmt = lambda t: f"<s>u:{t}|a:"  # noqa: E731
+    common = dict(layers=[1], coeffs=[0, 3], metrics=[st.Metric("logprob", targets=["l"]), "kl"])
+    chat = st.sweep(tiny, "love", "hate", ["I think", "we go"], chat=True, kl_prompts=["a day", "the sea"], **common)
+    hand = st.sweep(tiny, fmt("love"), fmt("hate"), [fmt("I think"), fmt("we go")],
+                    kl_prompts=[fmt("a day"), fmt("the sea")], **common)
+    assert chat.equals(hand)
+    assert {fmt("I think"), fmt("we go")} <= set(chat.prompt) and "I think" not in set(chat.prompt)
+    with pytest.raises(st.errors.InvalidArgumentError, match="system= only with chat=True"):
+        st.sweep(tiny, "love", "hate", ["I think"], system="hi", **common)
+    no_hooks(tiny)
