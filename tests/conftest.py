@@ -5,6 +5,8 @@ them: no hook left attached, no weights or config changed. A test that needs to 
 a model builds its own with ``steering.testing.tiny_model``.
 """
 
+import threading
+
 import jaxtyping
 import pytest
 import torch
@@ -189,3 +191,20 @@ class CountRuns:
             return original(*args, **kwargs)
 
         monkeypatch.setattr(model, "run_with_cache", wrapped)
+
+
+def within(seconds, fn):
+    """Run ``fn()`` in a thread; fail if it blocks longer than ``seconds``. Returns {"value": …} or {"error": …}."""
+    box = {}
+
+    def run():
+        try:
+            box["value"] = fn()
+        except BaseException as err:  # noqa: BLE001 - handed to the test
+            box["error"] = err
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"the call blocked for more than {seconds} s"
+    return box

@@ -3,7 +3,6 @@
 import errno
 import os
 import random
-import threading
 import types
 
 import gguf
@@ -12,6 +11,7 @@ import pytest
 import torch
 
 import steering as st
+from conftest import within
 from steering import SteeringVector
 from steering.export import export_gguf, gguf_tensor_name, import_gguf
 from steering.errors import FileAccessError, VectorFileError
@@ -219,22 +219,6 @@ def test_a_failed_export_leaves_no_file(tmp_path, monkeypatch):
 ROOT = os.geteuid() == 0  # root ignores file modes: permission cases are emulated through os.access
 
 
-def _within(seconds, fn):
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed to the test
-            box["error"] = err
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"the call blocked for more than {seconds} s"
-    return box
-
-
 @pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system"),
                                          (errno.EACCES, "permission denied")])
 @pytest.mark.parametrize("stage", ["fsync", "replace"])
@@ -272,7 +256,7 @@ def test_export_paths_are_checked_before_any_work(tmp_path, monkeypatch):
         export_gguf(direction(1), tmp_path / ("v" * 300 + ".gguf"))
     fifo = tmp_path / "pipe.gguf"
     os.mkfifo(fifo)
-    box = _within(5, lambda: export_gguf(direction(1), fifo))
+    box = within(5, lambda: export_gguf(direction(1), fifo))
     assert isinstance(box.get("error"), FileAccessError) and "named pipe" in str(box["error"]), box
     real = os.statvfs
     monkeypatch.setattr(os, "statvfs", lambda p: types.SimpleNamespace(f_flag=os.ST_RDONLY | real(p).f_flag))
@@ -284,7 +268,7 @@ def test_export_paths_are_checked_before_any_work(tmp_path, monkeypatch):
 def test_import_of_a_named_pipe_does_not_block(tmp_path):
     fifo = tmp_path / "v.gguf"
     os.mkfifo(fifo)
-    box = _within(5, lambda: import_gguf(fifo))
+    box = within(5, lambda: import_gguf(fifo))
     assert isinstance(box.get("error"), FileAccessError), box
     assert f"'{fifo}'" in str(box["error"]) and "named pipe (FIFO)" in str(box["error"])
 

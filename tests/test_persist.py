@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import types
 
 import numpy as np
@@ -18,6 +17,7 @@ from hypothesis import strategies as hs
 from hypothesis.extra.numpy import arrays
 
 import steering as st
+from conftest import within
 from steering import SteeringVector
 from steering.errors import FileAccessError, VectorFileError
 from steering.export import load_vectors, save_vectors
@@ -436,22 +436,6 @@ def restore_modes(tmp_path):
         os.chmod(p, 0o755 if p.is_dir() else 0o644)
 
 
-def _within(seconds, fn):
-    box = {}
-
-    def run():
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed to the test
-            box["error"] = err
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"the call blocked for more than {seconds} s"
-    return box
-
-
 @pytest.mark.parametrize("code, cause", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system"),
                                          (errno.EDQUOT, "disk quota exceeded"), (errno.EIO, "input/output error")])
 @pytest.mark.parametrize("stage", ["fsync", "replace", "chmod"])
@@ -530,7 +514,7 @@ def test_loading_a_named_pipe_is_refused_without_blocking(tmp_path):
 def test_saving_onto_a_named_pipe_is_refused(tmp_path):
     fifo = tmp_path / "v.safetensors"
     os.mkfifo(fifo)
-    box = _within(5, lambda: rand(64).save(fifo))
+    box = within(5, lambda: rand(64).save(fifo))
     assert isinstance(box.get("error"), FileAccessError) and "named pipe" in str(box["error"]), box
 
 
