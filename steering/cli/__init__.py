@@ -129,17 +129,21 @@ def _add_generate(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object: settings, unsteered, steered")
 
 
-def _add_report(sub: Any) -> None:
-    p = sub.add_parser("report", help="layer × coefficient sweep, lenses, KL: one self-contained HTML page")
+def _grid_options(p: Any, coeffs: str, coeffs_help: str, prompt_help: str) -> None:
+    """The common options, the prompt pair, and the layers × coefficients × prompts grid of report and explore."""
     _common(p)
     p.add_argument("--pos", required=True, help="p+, e.g. ' weddings' or 'Love'")
     p.add_argument("--neg", required=True, help="p-, e.g. '' or 'Hate'")
     p.add_argument("--layers", type=list_option(int, "layers", minimum=0), default="all",
-                   help="layers to sweep: 'all', '0-17' or '2,4,6' (default all)")
-    p.add_argument("--coeffs", type=list_option(float, "coeffs"), default="0,2,4,8,16",
-                   help="coefficients (default 0,2,4,8,16)")
+                   help="layers: 'all', '0-17' or '2,4,6' (default all)")
+    p.add_argument("--coeffs", type=list_option(float, "coeffs"), default=coeffs, help=coeffs_help)
     p.add_argument("--prompt", type=text_option("--prompt", "'I went up to my friend and said'"), action="append",
-                   default=None, help="prompt to measure on (repeatable; default 4 neutral openings)")
+                   default=None, help=f"{prompt_help} (repeatable; default 4 neutral openings)")
+
+
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="layer × coefficient sweep, lenses, KL: one self-contained HTML page")
+    _grid_options(p, "0,2,4,8,16", "coefficients (default 0,2,4,8,16)", "prompt to measure on")
     p.add_argument("--target", type=text_option("--target", "' wedding'"), action="append", default=None,
                    help="target token of the effect metric (repeatable; default: p+'s word)")
     p.add_argument("--n", type=positive_int("--n", 2), default=2,
@@ -155,15 +159,7 @@ def _add_report(sub: Any) -> None:
 
 def _add_explore(sub: Any) -> None:
     p = sub.add_parser("explore", help="precompute layers × coefficients × prompts × samples: one page with sliders")
-    _common(p)
-    p.add_argument("--pos", required=True, help="p+, e.g. ' weddings' or 'Love'")
-    p.add_argument("--neg", required=True, help="p-, e.g. '' or 'Hate'")
-    p.add_argument("--layers", type=list_option(int, "layers", minimum=0), default="all",
-                   help="layers: 'all', '0-17' or '2,4,6' (default all)")
-    p.add_argument("--coeffs", type=list_option(float, "coeffs"), default="0,2,4,8,12,16",
-                   help="coefficients; 0 is always added (default 0,2,4,8,12,16)")
-    p.add_argument("--prompt", type=text_option("--prompt", "'I went up to my friend and said'"), action="append",
-                   default=None, help="prompt to complete (repeatable; default 4 neutral openings)")
+    _grid_options(p, "0,2,4,8,12,16", "coefficients; 0 is always added (default 0,2,4,8,12,16)", "prompt to complete")
     p.add_argument("--n", type=positive_int("--n", 2), default=2, help="samples per prompt (default 2; greedy: 1)")
     p.add_argument("--max-new-tokens", type=positive_int("--max-new-tokens", 24), default=24,
                    help="tokens per completion (default 24)")
