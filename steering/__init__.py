@@ -84,7 +84,7 @@ MOVED = {
 }
 
 #: Submodules reachable as attributes (``st.plots.effect_heatmap``) without importing them first.
-SUBMODULES = ("plots", "algebra", "explorer", "errors", "stats", "texts", "report", "models", "cache", "mechanisms", "lens", "norms",
+SUBMODULES = ("plots", "algebra", "explorer", "datasets", "errors", "stats", "texts", "report", "models", "cache", "mechanisms", "lens", "norms",
               "backends", "placement", "conditions", "chat", "probes", "nulls", "settings", "tokens", "hooks", "testing", "interventions", "export", "vectors")
 
 __all__ = list(PUBLIC_API)

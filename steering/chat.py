@@ -22,15 +22,28 @@ Example:
     6
 """
 
-from typing import Any, Mapping, Optional, Sequence, Union
+from typing import Any, Mapping, Optional, Protocol, Sequence, Union, runtime_checkable
 
 from .errors import InvalidArgumentError
 from .tokens import tokenize_prompt
 
-__all__ = ["chat_prompt", "chat_messages", "chat_prompts", "chat_text", "chat_texts", "response_start", "ChatInput", "ROLES", "TINY_TEMPLATE"]
+__all__ = ["chat_prompt", "chat_messages", "chat_prompts", "chat_text", "chat_texts", "response_start", "PairSource", "source_pairs", "ChatInput", "ROLES", "TINY_TEMPLATE"]
 
 #: A prompt for a chat model: one user turn as text, or a list of ``{"role", "content"}`` messages.
 ChatInput = Union[str, Sequence[Mapping[str, str]]]
+
+
+@runtime_checkable
+class PairSource(Protocol):
+    """Anything that gives paired positive and negative inputs, e.g. a
+    :class:`steering.datasets.ContrastiveDataset`: what the extraction functions accept in place of two lists."""
+
+    name: str
+
+    def pairs(self, chat: bool = False) -> tuple[list, list]:
+        """The positive and the negative inputs, one pair per item (message lists with ``chat=True``)."""
+
+
 #: The roles a message may have.
 ROLES = ("system", "user", "assistant")
 #: A minimal Jinja chat template for the character-level tiny models (tests and examples):
@@ -236,3 +249,24 @@ def chat_texts(model: Any, prompts: Any, system: Optional[str] = None, *, name: 
         texts.append(text)
         starts.append(start)
     return texts, starts
+
+
+def source_pairs(first: Any, second: Any, chat: bool, names: tuple[str, str] = ("pos_prompts", "neg_prompts")
+                 ) -> tuple[Any, Any]:
+    """``(first, second)`` unchanged, or the pairs of ``first`` when it is a :class:`PairSource` (``second`` None).
+
+    Raises:
+        InvalidArgumentError: a pair source together with a second list.
+
+    Example:
+        >>> source_pairs(["good"], ["bad"], False)
+        (['good'], ['bad'])
+    """
+    if not isinstance(first, PairSource):
+        return first, second
+    if second is not None:
+        raise InvalidArgumentError(
+            f"{names[0]} is the dataset {first.name!r} and {names[1]}={second!r:.60}; allowed: {names[1]}=None with a "
+            f"dataset (it holds both sides). Fix: pass the dataset and None, e.g. mean_diff(model, dataset, None, layer)."
+        )
+    return first.pairs(chat=chat)

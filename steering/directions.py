@@ -50,7 +50,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .activations import TokenRule, check_token_rule, prompt_features, weight_mode
-from .chat import ChatInput, chat_texts
+from .chat import ChatInput, PairSource, chat_texts, source_pairs
 from .errors import InvalidArgumentError, warn_user
 from .hooks import LayerSpec, hook_names
 from .validate import flag, text_list
@@ -95,6 +95,7 @@ def pair_texts(model: Any, pos_prompts: Any, neg_prompts: Any, token: Any, chat:
         (['good'], ['bad'], 'last', None)
     """
     rule = check_token_rule(token)
+    pos_prompts, neg_prompts = source_pairs(pos_prompts, neg_prompts, flag("chat", chat))
     if not flag("chat", chat):
         if rule == "response" or system is not None:
             raise InvalidArgumentError(
@@ -162,8 +163,8 @@ def _aggregate(aggregator: Aggregator, diffs: Tensor, name: str) -> tuple[Tensor
 
 def direction_from_pairs(
     model: Any,
-    pos_prompts: Union[ChatInput, Sequence[ChatInput]],
-    neg_prompts: Union[ChatInput, Sequence[ChatInput]],
+    pos_prompts: Union[ChatInput, Sequence[ChatInput], PairSource],
+    neg_prompts: Union[ChatInput, Sequence[ChatInput], None],
     layer: LayerSpec,
     aggregator: Aggregator,
     *,
@@ -332,8 +333,8 @@ def pca_aggregator(center: bool = True, scale: PcaScale = "projection") -> Aggre
 # ---------------------------------------------------------------------------- the two methods
 def mean_diff(
     model: Any,
-    pos_prompts: Union[ChatInput, Sequence[ChatInput]],
-    neg_prompts: Union[ChatInput, Sequence[ChatInput]],
+    pos_prompts: Union[ChatInput, Sequence[ChatInput], PairSource],
+    neg_prompts: Union[ChatInput, Sequence[ChatInput], None],
     layer: LayerSpec,
     *,
     hook: str = "resid_pre",
@@ -355,7 +356,9 @@ def mean_diff(
 
     Args:
         model: A ``TransformerBridge``.
-        pos_prompts: The positive prompts (a list; one string counts as one pair).
+        pos_prompts: The positive prompts (a list; one string counts as one pair), or a
+            :class:`~steering.datasets.ContrastiveDataset` (then ``neg_prompts=None``): its
+            :meth:`~steering.datasets.ContrastiveDataset.pairs` (``chat`` passed on).
         neg_prompts: The negative prompts, as many as ``pos_prompts`` (pair ``i`` is
             ``pos_prompts[i]``, ``neg_prompts[i]``). Empty strings are refused.
         layer: A block index (one vector), a list of them, or ``"all"`` (a list of vectors).
@@ -404,8 +407,8 @@ def mean_diff(
 
 def pca_direction(
     model: Any,
-    pos_prompts: Union[ChatInput, Sequence[ChatInput]],
-    neg_prompts: Union[ChatInput, Sequence[ChatInput]],
+    pos_prompts: Union[ChatInput, Sequence[ChatInput], PairSource],
+    neg_prompts: Union[ChatInput, Sequence[ChatInput], None],
     layer: LayerSpec,
     *,
     hook: str = "resid_pre",

@@ -34,6 +34,7 @@ __all__ = [
     "NonFiniteError",
     "CacheDamagedError",
     "FileAccessError",
+    "DatasetError",
     "SteeringWarning",
     "warn_user",
 ]
@@ -122,6 +123,14 @@ class FileAccessError(SteeringError, OSError):
 
     def __str__(self) -> str:  # OSError would otherwise format errno / strerror
         return str(self.args[0]) if self.args else ""
+
+
+class DatasetError(InvalidArgumentError):
+    """A dataset file or text is malformed (an :class:`InvalidArgumentError` too).
+
+    The message names the file (or the in-memory source) and the line number, what was found,
+    what the format allows and the fix (see :mod:`steering.datasets`).
+    """
 
 
 class SteeringWarning(UserWarning):

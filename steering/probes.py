@@ -15,14 +15,14 @@ Example:
     ('probe', (64,), ['heldout_accuracy', 'l2', 'n_heldout'])
 """
 
-from typing import Any, Optional, Sequence
+from typing import Any, Optional, Sequence, Union
 
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
 from .activations import prompt_features, weight_mode
-from .chat import ChatInput, chat_texts
+from .chat import ChatInput, PairSource, chat_texts, source_pairs
 from .conditions import ConditionToken
 from .errors import InvalidArgumentError
 from .hooks import hook_name
@@ -61,8 +61,8 @@ def fit_logistic(
 
 def probe_direction(
     model: Any,
-    positive_texts: Sequence[ChatInput],
-    negative_texts: Sequence[ChatInput],
+    positive_texts: Union[Sequence[ChatInput], PairSource],
+    negative_texts: Optional[Sequence[ChatInput]],
     layer: int,
     *,
     token: ConditionToken = "mean",
@@ -76,7 +76,9 @@ def probe_direction(
 
     Args:
         model: A ``TransformerBridge``.
-        positive_texts: Texts of the class the direction points to.
+        positive_texts: Texts of the class the direction points to, or a
+            :class:`~steering.datasets.ContrastiveDataset` (then ``negative_texts=None``): the
+            positive and negative sides of its :meth:`~steering.datasets.ContrastiveDataset.pairs`.
         negative_texts: Texts of the other class.
         layer: The block whose ``hook_resid_pre`` is read.
         token: ``"mean"`` (over each text's tokens, BOS excluded) or ``"last"``.
@@ -105,6 +107,8 @@ def probe_direction(
         >>> Condition.from_vector(vec, model).predict(["nice", "vile"])
         [True, False]
     """
+    positive_texts, negative_texts = source_pairs(positive_texts, negative_texts, flag("chat", chat),
+                                                  ("positive_texts", "negative_texts"))
     if flag("chat", chat):
         pos, neg = (chat_texts(model, positive_texts, system, name="positive_texts")[0],
                     chat_texts(model, negative_texts, system, name="negative_texts")[0])

@@ -493,3 +493,23 @@ def test_chat_needs_a_template(tiny, no_hooks):
     with pytest.raises(st.errors.InvalidArgumentError, match="no chat template"):
         mean_diff(tiny, ["good"], ["bad"], layer=1, chat=True)
     no_hooks(tiny)
+
+
+def test_mean_diff_and_probe_take_a_dataset(chat_tiny, no_hooks):
+    from steering.datasets import parse_dataset
+
+    lines = "\n".join('{"prompt": "%s", "positive": "%s", "negative": "%s"}' % t for t in
+                      [("hi", "so nice", "so bad"), ("and you", "lovely", "awful"), ("well", "good one", "bad one")])
+    ds = parse_dataset(lines, "demo")
+    for chat in (False, True):
+        pos, neg = ds.pairs(chat=chat)
+        got = mean_diff(chat_tiny, ds, None, layer=1, chat=chat, token="response" if chat else "last")
+        want = mean_diff(chat_tiny, pos, neg, layer=1, chat=chat, token="response" if chat else "last")
+        assert torch.equal(got.tensor, want.tensor)
+        probe = st.probe_direction(chat_tiny, ds, None, layer=1, heldout=0.0, chat=chat)
+        assert torch.equal(probe.tensor, st.probe_direction(chat_tiny, pos, neg, layer=1, heldout=0.0, chat=chat).tensor)
+    with pytest.raises(st.errors.InvalidArgumentError, match="neg_prompts=None with a dataset"):
+        mean_diff(chat_tiny, ds, ["x"], layer=1)
+    with pytest.raises(st.errors.InvalidArgumentError, match="negative_texts=None with a dataset"):
+        st.probe_direction(chat_tiny, ds, ["x"], layer=1)
+    no_hooks(chat_tiny)

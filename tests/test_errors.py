@@ -22,6 +22,7 @@ ERRORS = [
     ("ContextLengthError", ValueError),
     ("InvalidArgumentError", ValueError),
     ("PromptTooShortError", ValueError),
+    ("DatasetError", ValueError),
 ]
 
 
