@@ -327,3 +327,20 @@ def test_weddings_ab_on_smollm(smollm):
     base = summary.set_index("coeff").loc[0.0, "mean_p_matching"]
     assert 0.3 < base < 0.7  # at chance, as measured
     assert st.active_hooks(smollm) == 0
+
+
+@pytest.mark.slow
+def test_sentiment_dataset_steers_smollm_chat_answers(smollm, no_hooks):
+    """Real steering from a dataset: a chat-formatted mean difference over the assistant turn (token='response')
+    of 72 training pairs makes SmolLM2's answers to 12 held-out prompts warmer (VADER), and the reverse sign colder."""
+    from steering.texts import mean_sentiment
+
+    train, test = load_dataset("sentiment").split(0.2)
+    vec = st.mean_diff(smollm, train, None, layer=10, chat=True, token="response")
+    prompts = [item.prompt for item in test.items][:12]
+    kw = dict(max_new_tokens=30, n=2, seed=0, chat=True)
+    base = mean_sentiment(st.generate(smollm, prompts, None, **kw))
+    warmer = mean_sentiment(st.generate(smollm, prompts, vec, coeff=4.0, positions="all", **kw))
+    colder = mean_sentiment(st.generate(smollm, prompts, vec, coeff=-4.0, positions="all", **kw))
+    assert warmer > base + 0.3 and colder < base - 0.1, (colder, base, warmer)  # measured: 0.078 / 0.228 / 0.909
+    no_hooks(smollm)
