@@ -13,13 +13,13 @@ the same numbers (the largest difference is printed). ``--measures`` also times 
 
 import argparse
 import json
-import platform
 import time
 import warnings
 
 import torch
 
 import steering as st
+from machine import cpu_name, load_average
 from steering.mechanisms import attention_to_steered, attribute, delta_profile, patch_effect, position_effects
 from steering.mechanisms.patching import patched_metric_naive
 from steering.mechanisms.runs import cached_pair, prepared, readout
@@ -27,24 +27,6 @@ from steering.testing import tiny_model
 
 PROMPT_20 = "I went up to my friend and said that the weather today was really quite nice, so we"
 SETTINGS = {"gemma3-270m": (10, 10.0), "smollm2-135m": (1, 10.0)}
-
-
-def cpu_name() -> str:
-    try:
-        for line in open("/proc/cpuinfo", encoding="utf-8"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
-
-
-def load_average() -> float:
-    """The 1-minute load average (the machines are shared: above the core count, wall times stretch)."""
-    try:
-        return float(open("/proc/loadavg", encoding="utf-8").read().split()[0])
-    except (OSError, ValueError, IndexError):
-        return float("nan")
 
 
 def clocked(fn) -> tuple[float, float]:

@@ -422,8 +422,9 @@ def steer(
         short_prompt: What to do when a prompt is shorter than a front-aligned vector:
             ``"truncate"`` (add the first positions only, with a warning) or ``"error"``.
         condition: A :class:`~steering.conditions.Condition`: only rows that satisfy it are steered,
-            judged on each full forward pass from the row's last real token at the condition's layer
-            (which must not be deeper than any vector's layer); other rows are left exactly unsteered.
+            judged on each full forward pass from the row's residual at the condition's layer (by the
+            condition's own ``token`` rule: the mean over its real tokens by default, or the last one;
+            the layer must not be deeper than any vector's); other rows are left exactly unsteered.
 
     Returns:
         A :class:`Steering` context manager: use ``model`` as usual inside ``with``. Every argument

@@ -27,7 +27,7 @@ from typing import Any, Mapping, Optional, Protocol, Sequence, Union, runtime_ch
 from .errors import InvalidArgumentError
 from .tokens import tokenize_prompt
 
-__all__ = ["chat_prompt", "chat_messages", "chat_prompts", "chat_text", "chat_texts", "response_start", "PairSource", "source_pairs", "ChatInput", "ROLES", "TINY_TEMPLATE"]
+__all__ = ["chat_prompt", "chat_messages", "chat_prompts", "chat_text", "chat_texts", "response_start", "PairSource", "source_pairs", "chat_inputs", "user_text", "ChatInput", "ROLES", "TINY_TEMPLATE"]
 
 #: A prompt for a chat model: one user turn as text, or a list of ``{"role", "content"}`` messages.
 ChatInput = Union[str, Sequence[Mapping[str, str]]]
@@ -217,6 +217,47 @@ def chat_text(model: Any, prompt: ChatInput, system: Optional[str] = None) -> tu
     return chat_prompt(model, head) + messages[-1]["content"], response_start(model, head)
 
 
+def chat_inputs(prompts: Any, name: str = "prompts") -> list:
+    """``prompts`` as a list of chat prompts: one string, or one message list, counts as one prompt.
+
+    The messages themselves are checked later, by :func:`chat_messages`.
+
+    Raises:
+        InvalidArgumentError: not a string, a message list or a non-empty list of them.
+
+    Example:
+        >>> chat_inputs("hi"), chat_inputs([{"role": "user", "content": "hi"}])
+        (['hi'], [[{'role': 'user', 'content': 'hi'}]])
+    """
+    one = isinstance(prompts, str) or (isinstance(prompts, Sequence) and len(prompts) > 0
+                                        and all(isinstance(m, Mapping) for m in prompts))
+    items = [prompts] if one else prompts
+    if isinstance(items, (str, bytes, bytearray, Mapping)) or not isinstance(items, Sequence) or not items:
+        raise InvalidArgumentError(
+            f"{name}={prompts!r}; allowed: a non-empty list of chat prompts (each a string or a list of "
+            "{'role', 'content'} messages). Fix: pass e.g. ['Tell me about your day']."
+        )
+    return list(items)
+
+
+def user_text(prompt: ChatInput) -> str:
+    """What a condition reads of a chat prompt: the string itself, or the last user message's content.
+
+    Example:
+        >>> user_text([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}])
+        'hi'
+    """
+    if isinstance(prompt, str):
+        return prompt
+    users = [m["content"] for m in chat_messages(prompt) if m["role"] == "user"]
+    if not users:
+        raise InvalidArgumentError(
+            f"prompt={prompt!r} has no user message; allowed: a message list with at least one user turn when a "
+            "condition decides on it. Fix: add the user's message."
+        )
+    return users[-1]
+
+
 def chat_texts(model: Any, prompts: Any, system: Optional[str] = None, *, name: str = "prompts"
                ) -> tuple[list[str], list[int]]:
     """:func:`chat_text` of each prompt of a list (one string, or one message list, counts as one prompt).
@@ -232,14 +273,7 @@ def chat_texts(model: Any, prompts: Any, system: Optional[str] = None, *, name: 
         >>> chat_texts(model, ["a", [{"role": "user", "content": "b"}, {"role": "assistant", "content": "c"}]])
         (['<s>u:a|a:', '<s>u:b|a:c'], [5, 5])
     """
-    one = isinstance(prompts, str) or (isinstance(prompts, Sequence) and len(prompts) > 0
-                                        and all(isinstance(m, Mapping) for m in prompts))
-    items = [prompts] if one else prompts
-    if isinstance(items, (str, bytes, bytearray, Mapping)) or not isinstance(items, Sequence) or not items:
-        raise InvalidArgumentError(
-            f"{name}={prompts!r}; allowed: a non-empty list of chat prompts (each a string or a list of "
-            "{'role', 'content'} messages). Fix: pass e.g. ['Tell me about your day']."
-        )
+    items = chat_inputs(prompts, name)
     texts, starts = [], []
     for i, item in enumerate(items):
         try:

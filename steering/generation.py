@@ -30,7 +30,7 @@ from torch import Tensor
 from . import _fast
 from .apply import attached
 from .backends import Target, model_lock, resolve
-from .chat import chat_prompts
+from .chat import ChatInput, chat_inputs, chat_texts, user_text
 from .conditions import Condition, Gate
 from .errors import ContextLengthError, InvalidArgumentError
 from .placement import Operator, Positions, ScaleCheck, ShortPrompt, make_rule
@@ -223,7 +223,7 @@ def _eos_cleared(module: Any, stop_at_eos: bool) -> Any:
             config.eos_token_id = saved
 
 
-def _prepare(model: Any, prompts: list[str], chat: bool, system: Any, condition: Any, positions: Any,
+def _prepare(model: Any, prompts: list, chat: bool, system: Any, condition: Any, positions: Any,
              vectors: list) -> tuple[list[str], Optional[list[int]], Optional[list[bool]]]:
     """The texts the model reads (chat-formatted or not), each one's response start and condition decision."""
     if positions == "response" and not chat and vectors:
@@ -244,16 +244,16 @@ def _prepare(model: Any, prompts: list[str], chat: bool, system: Any, condition:
                 "st.condition_from_prompts(model, matching, other, layer)."
             )
         condition.check_model(model)
-        decisions = condition.predict(prompts, model) if vectors else None
+        decisions = condition.predict([user_text(p) for p in prompts], model) if vectors else None
     if not chat:
         return prompts, None, decisions
-    texts, starts = chat_prompts(model, prompts, system)
+    texts, starts = chat_texts(model, prompts, system)
     return texts, starts, decisions
 
 
 def generate(
     model: Any,
-    prompts: Union[str, Sequence[str]],
+    prompts: Union[ChatInput, Sequence[ChatInput]],
     vector: Optional[Union[SteeringVector, Sequence[SteeringVector]]] = None,
     coeff: Any = 1.0,
     *,
@@ -282,7 +282,8 @@ def generate(
 
     Args:
         model: A ``TransformerBridge``.
-        prompts: One prompt or a list of prompts.
+        prompts: One prompt or a list of prompts (with ``chat=True`` each may also be a list of
+            ``{"role", "content"}`` messages).
         vector: A :class:`SteeringVector` (or a list of them), or ``None`` for no steering.
         coeff: Steering coefficient, or a list of coefficients: then every prompt × sample is
             generated once per coefficient, all as rows of the same batches (one ``generate``
@@ -310,11 +311,14 @@ def generate(
         progress: Show a progress bar; default: only for long runs.
         backend: ``"auto"`` (the twin where it can serve the call), ``"bridge"`` or ``"twin"``;
             see :mod:`steering.backends`. Both give the same texts.
-        chat: Put each prompt (one user turn) in the model's chat template, ending with the assistant's
-            generation prompt (:func:`steering.chat.chat_prompt`); the template's own BOS is the only one.
+        chat: Put each prompt in the model's chat template (:func:`steering.chat.chat_text`): a string is
+            one user turn; a message list is a conversation, ending with the assistant's generation prompt,
+            or, when its last message is the assistant's, continuing that answer (a prefill). The
+            template's own BOS is the only one.
         system: A system prompt for ``chat=True``.
         condition: A :class:`~steering.conditions.Condition`: only rows whose prompt (as given, before chat
-            formatting) satisfies it are steered; the others are generated exactly as without steering.
+            formatting; of a message list, the last user message) satisfies it are steered; the others are
+            generated exactly as without steering.
 
     Returns:
         ``len(prompts) × n`` completions (generated text only, special tokens removed), in
@@ -336,7 +340,8 @@ def generate(
         >>> a == st.generate(model, "ab", None, max_new_tokens=4, n=3, seed=1, backend="bridge")
         True
     """
-    prompts = text_list("prompts", prompts, example="['I hate you because']", empty=_EMPTY_PROMPT)
+    prompts = (chat_inputs(prompts) if flag("chat", chat) else
+               text_list("prompts", prompts, example="['I hate you because']", empty=_EMPTY_PROMPT))
     coeff = check_coeffs(coeff)
     coeff_list = coeff.tolist() if isinstance(coeff, Tensor) else [coeff]
     max_new_tokens, n = count("max_new_tokens", max_new_tokens), count("n", n)

@@ -117,3 +117,96 @@ def test_smollm_chat_generation_equals_the_template_by_hand(smollm):
 def test_gemma_base_model_has_no_chat_template(gemma):
     with pytest.raises(InvalidArgumentError, match=r"no chat template"):
         chat_prompt(gemma, "hi")
+
+
+# ---------------------------------------------------------------- bad input at every entry point: a SteeringError
+# that names the fix, and no hook left behind
+NO_TEMPLATE = r"has no chat template \(a base model\); allowed: .*Fix: pass chat=False"
+
+
+@pytest.mark.parametrize("entry", ["chat_prompt", "response_start", "chat_prompts", "generate", "generate with system",
+                                   "generate positions=response", "generate with a condition"])
+def test_a_missing_template_is_refused_with_the_fix_at_every_entry(tiny, entry, no_hooks):
+    from steering.conditions import condition_from_prompts
+
+    vec = st.mean_diff(tiny, ["a good day"], ["a bad day"], layer=1, token="mean")
+    kw = dict(max_new_tokens=2, chat=True)
+    calls = {
+        "chat_prompt": lambda: chat_prompt(tiny, "hi"),
+        "response_start": lambda: response_start(tiny, "hi"),
+        "chat_prompts": lambda: chat_prompts(tiny, ["hi", "yo"]),
+        "generate": lambda: st.generate(tiny, "hi", None, **kw),
+        "generate with system": lambda: st.generate(tiny, "hi", vec, 2.0, system="be brief", **kw),
+        "generate positions=response": lambda: st.generate(tiny, "hi", vec, 2.0, positions="response", **kw),
+        "generate with a condition": lambda: st.generate(
+            tiny, ["hi", "yo"], vec, 2.0, condition=condition_from_prompts(tiny, ["hi"], ["yo"], layer=1), **kw),
+    }
+    with pytest.raises(InvalidArgumentError, match=NO_TEMPLATE) as info:
+        calls[entry]()
+    assert isinstance(info.value, st.SteeringError)
+    no_hooks(tiny)
+
+
+BAD_MESSAGES = [
+    ([], r"prompt=\[\] has no messages; allowed: at least one message\. Fix: pass \[\{'role': 'user'"),
+    ([{"role": "bot", "content": "x"}],
+     r"message\[0\] has role='bot'; allowed: 'system', 'user', 'assistant'\. Fix: use"),
+    ([{"role": "user", "content": "x"}, {"role": "User", "content": "y"}],
+     r"message\[1\] has role='User'; allowed: .*Fix:"),
+    ([{"role": "user", "content": "x", "name": "y"}], r"message\[0\]=.*allowed: a mapping with exactly the keys 'role' "
+                                                      r"and 'content'\. Fix:"),
+    ([{"role": "user", "content": None}], r"message\[0\] has content=None; allowed: a non-empty string\. Fix:"),
+]
+
+
+@pytest.mark.parametrize("entry", ["chat_prompt", "response_start", "chat_prompts"])
+@pytest.mark.parametrize("messages, match", BAD_MESSAGES, ids=["empty", "unknown role", "capitalised role",
+                                                               "extra key", "no content"])
+def test_bad_message_lists_are_refused_with_the_fix_at_every_entry(chat_tiny, entry, messages, match, untyped,
+                                                                   no_hooks):
+    calls = {"chat_prompt": lambda: chat_prompt(chat_tiny, messages),
+             "response_start": lambda: response_start(chat_tiny, messages),
+             "chat_prompts": lambda: chat_prompts(chat_tiny, ["fine", messages])}
+    with pytest.raises(InvalidArgumentError, match=match):
+        calls[entry]()
+    no_hooks(chat_tiny)
+
+
+@pytest.mark.parametrize("system, match", [
+    ("", r"system=''; allowed: a non-empty string or None\. Fix:"),
+    (5, r"system=5; allowed: a non-empty string or None\. Fix:"),
+])
+def test_a_bad_system_prompt_is_refused_before_generating(chat_tiny, system, match, untyped, no_hooks):
+    vec = st.mean_diff(chat_tiny, ["a good day"], ["a bad day"], layer=1, token="mean")
+    with pytest.raises(InvalidArgumentError, match=match):
+        st.generate(chat_tiny, ["hi", "yo"], vec, 2.0, chat=True, system=system, positions="response", max_new_tokens=2)
+    no_hooks(chat_tiny)
+
+
+def test_generate_takes_conversations_and_prefills(chat_tiny, no_hooks):
+    """A message list is one prompt: a multi-turn conversation, or an answer to continue (prefill)."""
+    convo = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}, {"role": "user", "content": "ab"}]
+    prefill = [{"role": "user", "content": "ab"}, {"role": "assistant", "content": "c"}]
+    kw = dict(max_new_tokens=4, do_sample=False)
+    got = st.generate(chat_tiny, [convo, prefill, "ab"], None, chat=True, **kw)
+    want = [st.generate(chat_tiny, t, None, **kw)[0] for t in ["<s>u:hi|a:yo|u:ab|a:", "<s>u:ab|a:c", "<s>u:ab|a:"]]
+    assert got == want
+    assert st.generate(chat_tiny, convo, None, chat=True, **kw) == got[:1]  # one message list is one prompt
+    vec = st.actadd(chat_tiny, "love", "hate", layer=1).direction("sum")
+    steered = st.generate(chat_tiny, [prefill], vec, coeff=40.0, chat=True, positions="response", **kw)
+    assert steered != got[1:2]  # the prefill's assistant turn is the response: it is steered
+    no_hooks(chat_tiny)
+
+
+def test_condition_reads_the_last_user_message(chat_tiny, no_hooks):
+    from steering.conditions import condition_from_prompts
+
+    cond = condition_from_prompts(chat_tiny, ["abab", "abba", "baab"], ["xyzw", "wzyx", "zwxy"], layer=1)
+    vec = st.actadd(chat_tiny, "love", "hate", layer=1)
+    convo = [{"role": "user", "content": "xyzw"}, {"role": "assistant", "content": "ok"},
+             {"role": "user", "content": "abab"}]
+    kw = dict(max_new_tokens=3, do_sample=False, chat=True)
+    with_cond = st.generate(chat_tiny, [convo], vec, coeff=6.0, condition=cond, **kw)
+    assert cond.predict(["abab"]) == [True]
+    assert with_cond == st.generate(chat_tiny, [convo], vec, coeff=6.0, **kw)  # steered like without the condition
+    no_hooks(chat_tiny)

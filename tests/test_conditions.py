@@ -177,3 +177,85 @@ def test_conditional_chat_generation_on_smollm(smollm):
     conditional = st.generate(smollm, prompts, vec, 6.0, condition=c, **kw)
     assert c.predict(prompts) == [True, False, True]
     assert conditional == [steered[0], plain[1], steered[2]]
+
+
+# ---------------------------------------------------------------- a condition belongs to its model: refused elsewhere,
+# whatever the entry point and however it was combined, with the fix named and no hook left
+FOREIGN = r"the condition was made on 'tiny-llama' \(d_model=64\) but is used with 'tiny-gpt2' \(d_model=64\); " \
+          r"allowed: the model it was made on\. Fix: rebuild it with st\.condition_from_prompts on this model\."
+
+
+@pytest.mark.parametrize("entry", ["generate", "generate unsteered", "generate per-row coeffs", "steer", "predict",
+                                   "scores"])
+@pytest.mark.parametrize("form", ["leaf", "not", "and", "or"])
+def test_a_condition_from_another_model_is_refused_at_every_entry(tiny, tiny_gpt2, cond, entry, form, no_hooks):
+    used = {"leaf": cond, "not": ~cond, "and": cond & ~cond, "or": (~cond) | cond}[form]
+    vec = st.actadd(tiny_gpt2, "a", "b", layer=1)
+    calls = {
+        "generate": lambda: st.generate(tiny_gpt2, ["hi", "yo"], vec, 2.0, condition=used, max_new_tokens=2),
+        "generate unsteered": lambda: st.generate(tiny_gpt2, "hi", None, condition=used, max_new_tokens=2),
+        "generate per-row coeffs": lambda: st.generate(tiny_gpt2, "hi", vec, [0.0, 2.0], condition=used,
+                                                       max_new_tokens=2),
+        "steer": lambda: st.steer(tiny_gpt2, vec, 2.0, condition=used),
+        "predict": lambda: used.predict(["hi"], model=tiny_gpt2),
+        "scores": lambda: used.scores(["hi"], model=tiny_gpt2),
+    }
+    with pytest.raises(VectorMismatchError, match=FOREIGN) as info:
+        calls[entry]()
+    assert isinstance(info.value, st.SteeringError)
+    no_hooks(tiny_gpt2)
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("combine", ["and", "or"])
+def test_conditions_from_two_models_do_not_combine(tiny, tiny_gpt2, cond, combine):
+    other = condition_from_prompts(tiny_gpt2, ["ab", "cd"], ["xy", "zw"], layer=1)
+    op = (lambda a, b: a & b) if combine == "and" else (lambda a, b: a | b)
+    for a, b in [(cond, other), (other, cond), (cond, ~other), (~cond, other & other)]:
+        with pytest.raises(VectorMismatchError, match=r"the condition was made on .*Fix: rebuild it"):
+            op(a, b)
+
+
+def test_a_vector_from_another_model_is_no_condition_there(tiny, tiny_gpt2):
+    vec = SteeringVector(torch.ones(64), hook_name="blocks.1.hook_resid_pre", model_name=tiny.cfg.model_name,
+                         meta={"threshold": 0.0})
+    with pytest.raises(VectorMismatchError, match=r"comes from model 'tiny-llama' but is applied to 'tiny-gpt2'.*Fix:"):
+        Condition.from_vector(vec, tiny_gpt2)
+
+
+@pytest.mark.parametrize("entry", ["generate", "steer"])
+def test_a_condition_that_is_not_a_condition_is_refused_with_the_fix(tiny, entry, untyped, no_hooks):
+    vec = st.actadd(tiny, "a", "b", layer=1)
+    with pytest.raises(InvalidArgumentError, match=r"condition='food'; allowed: a steering\.conditions\.Condition or "
+                                                   r"None\. Fix: build one with st\.condition_from_prompts"):
+        if entry == "generate":
+            st.generate(tiny, "hi", vec, 2.0, condition="food", max_new_tokens=2)
+        else:
+            st.steer(tiny, vec, 2.0, condition="food")
+    no_hooks(tiny)
+
+
+@pytest.mark.parametrize("other", [5, "food", None])
+def test_combining_with_a_non_condition_is_a_clear_error(tiny, other):
+    cond = condition_from_prompts(tiny, ["ab", "cd"], ["xy", "zw"], layer=1)
+    for combine in (lambda: cond & other, lambda: cond | other):
+        with pytest.raises(st.errors.InvalidArgumentError, match="allowed: two Conditions"):
+            combine()
+
+
+def test_conditions_benchmark_smoke_run(monkeypatch, capsys, tmp_path):
+    """benchmarks/bench_conditions.py runs end to end on a tiny model: rejected rows exactly unsteered."""
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "bench.json"
+    monkeypatch.setattr(sys, "argv", ["bench_conditions.py", "--smoke", "--json", str(out)])
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    runpy.run_path(str(root / "benchmarks" / "bench_conditions.py"), run_name="__main__")
+    assert "hooks left attached: 0" in capsys.readouterr().out
+    (res,) = json.loads(out.read_text())
+    assert res["off_bitwise_unsteered"] == res["rows_off"] > 0 and res["kl_off_conditional_max"] == 0.0
+    assert res["kl_on"] == res["kl_on_unconditional"] and res["hooks_left"] == 0

@@ -305,6 +305,7 @@ def test_benchmark_smoke_run(monkeypatch, capsys, tmp_path):
     """benchmarks/bench_mechanisms.py runs (in this process: a subprocess would spend seconds importing torch)."""
     out = tmp_path / "bench.json"
     monkeypatch.setattr(sys, "argv", ["bench_mechanisms.py", "--smoke", "--json", str(out)])
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as `python benchmarks/...` puts it first
     runpy.run_path(str(ROOT / "benchmarks" / "bench_mechanisms.py"), run_name="__main__")
     printed = capsys.readouterr().out
     assert "batched" in printed and "naive" in printed and "ratio" in printed
