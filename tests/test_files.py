@@ -5,11 +5,11 @@ import os
 import socket
 import stat
 import tempfile
-import threading
 import types
 
 import pytest
 
+from conftest import within
 from steering.errors import FileAccessError, InvalidArgumentError, SteeringError
 from steering.files import (
     as_path, atomic_write, check_readable_file, check_writable_target, file_access_error, file_errors, write_text_atomic,
@@ -128,23 +128,6 @@ def restore_modes(tmp_path):
             os.chmod(p, 0o755 if p.is_dir() else 0o644)
 
 
-def run_with_timeout(fn, seconds=5.0):
-    """``fn()``'s result or exception; fails the test if it does not return within ``seconds`` (a daemon thread)."""
-    box = {}
-
-    def target():
-        try:
-            box["value"] = fn()
-        except BaseException as err:  # noqa: BLE001 - handed to the test
-            box["error"] = err
-
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert not thread.is_alive(), f"the call did not return within {seconds} s (it blocked)"
-    return box
-
-
 @pytest.mark.parametrize("code", sorted(CAUSES))
 def test_every_cause_is_named_with_a_fix(code):
     err = file_access_error(OSError(code, os.strerror(code), "/tmp/.x.tmp"), "/data/out.safetensors", "write")
@@ -258,7 +241,7 @@ def test_a_path_of_the_wrong_type_is_refused(bad):
 def test_a_named_pipe_is_refused_without_opening_it(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    box = run_with_timeout(lambda: check_readable_file(fifo, "vector file"))
+    box = within(5.0, lambda: check_readable_file(fifo, "vector file"))
     assert isinstance(box.get("error"), FileAccessError), box
     assert f"'{fifo}'" in str(box["error"]) and "not a regular file (it is a named pipe (FIFO))" in str(box["error"])
 
@@ -299,7 +282,7 @@ def test_writable_target_refuses_folders_and_missing_folders(tmp_path):
 def test_writable_target_refuses_a_named_pipe(tmp_path):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
-    box = run_with_timeout(lambda: check_writable_target(fifo))
+    box = within(5.0, lambda: check_writable_target(fifo))
     assert isinstance(box.get("error"), FileAccessError), box
     assert "not a regular file (it is a named pipe (FIFO))" in str(box["error"])
 
